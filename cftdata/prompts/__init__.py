@@ -1,0 +1,123 @@
+"""Named prompt templates (critique and solve) and custom template files.
+
+A template is a system message and a Jinja user message. The critique templates receive
+``question`` and ``response``; solve templates receive ``question``. A recipe names a built-in
+template (``teacher.prompt: cft-paper``) or points at a YAML file holding ``system`` and ``user``.
+
+The CFT paper (arXiv 2501.17703) used two wordings; see ../shared/reference/cft-paper.md:
+
+* ``cft-paper`` (default): system says "his answer", user is ``Question: ...\\n\\nSolution: ...``.
+* ``cft-script``: the released generation script, "his solution" in the system message.
+* ``cft-batch``: the Batch-API runs (MetaMath, NuminaMath, GPT-4o-mini), ``Answer:`` instead of
+  ``Solution:``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from cftdata.errors import RecipeError
+from cftdata.registry import Registry
+
+_SYSTEM_TAIL = (
+    " is correct or not. Finally, conclude your judgement with 'Conclusion: right/wrong [END]'."
+)
+_SYSTEM_HEAD = (
+    "You are a science expert. A student is trying to solve a question, please explain briefly whether "
+)
+
+CFT_SYSTEM_PAPER = _SYSTEM_HEAD + "his answer" + _SYSTEM_TAIL
+CFT_SYSTEM_SCRIPT = _SYSTEM_HEAD + "his solution" + _SYSTEM_TAIL
+
+#: The instruction of the paper's Alpaca triple (TIGER-Lab/WebInstruct-CFT).
+CFT_INSTRUCTION = "Please critique whether the following solution to the question is correct."
+
+_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A system message (may be empty) and a Jinja user template."""
+
+    name: str
+    system: str
+    user: str
+
+    def render(self, **values: str) -> list[dict[str, str]]:
+        """Chat messages for one request."""
+        try:
+            user = _env.from_string(self.user).render(**values)
+            system = _env.from_string(self.system).render(**values) if self.system else ""
+        except jinja2.UndefinedError as e:
+            raise RecipeError(f"Prompt template {self.name!r}: {e.message}.") from None
+        msgs = [{"role": "system", "content": system}] if system else []
+        msgs.append({"role": "user", "content": user})
+        return msgs
+
+
+CRITIQUE_PROMPTS: Registry[PromptTemplate] = Registry("critique prompt")
+SOLVE_PROMPTS: Registry[PromptTemplate] = Registry("solve prompt")
+
+for _t in (
+    PromptTemplate("cft-paper", CFT_SYSTEM_PAPER, "Question: {{ question }}\n\nSolution: {{ response }}"),
+    PromptTemplate("cft-script", CFT_SYSTEM_SCRIPT, "Question: {{ question }}\n\nSolution: {{ response }}"),
+    PromptTemplate("cft-batch", CFT_SYSTEM_PAPER, "Question: {{ question }}\n\nAnswer: {{ response }}"),
+):
+    CRITIQUE_PROMPTS.add(_t.name, _t)
+
+for _t in (
+    # The evaluation prompt of the paper ("qwen25-math-cot"): also a good solve prompt.
+    PromptTemplate(
+        "qwen25-math-cot",
+        "Please reason step by step, and put your final answer within \\boxed{}.",
+        "{{ question }}",
+    ),
+    # A plain prompt for small instruct models.
+    PromptTemplate(
+        "plain",
+        "",
+        "Solve the following math problem. Show your reasoning, then give the final answer "
+        "within \\boxed{}.\n\n{{ question }}",
+    ),
+    # No template at all: the question is the whole user turn (what a base model is fed).
+    PromptTemplate("raw", "", "{{ question }}"),
+):
+    SOLVE_PROMPTS.add(_t.name, _t)
+
+
+def load_template_file(path: Path) -> PromptTemplate:
+    """A YAML file with ``user`` (required, Jinja) and ``system`` (optional) keys."""
+    if not path.is_file():
+        raise RecipeError(f"Prompt template file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise RecipeError(f"Prompt template file {path} is not valid YAML: {e}.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("user"), str):
+        raise RecipeError(f"Prompt template file {path} must hold a mapping with a 'user' string (and 'system').")
+    extra = set(data) - {"system", "user"}
+    if extra:
+        raise RecipeError(f"Prompt template file {path}: unknown keys {sorted(extra)}; allowed: system, user.")
+    system = data.get("system") or ""
+    if not isinstance(system, str):
+        raise RecipeError(f"Prompt template file {path}: 'system' must be a string.")
+    for text in (system, data["user"]):
+        try:
+            _env.parse(text)
+        except jinja2.TemplateSyntaxError as e:
+            raise RecipeError(f"Prompt template file {path}: Jinja syntax error on line {e.lineno}: {e.message}.") from None
+    return PromptTemplate(str(path), system, data["user"])
+
+
+def resolve_prompt(spec: str, registry: Registry[PromptTemplate], resolve_path=Path) -> PromptTemplate:
+    """A registered name, or a path to a template file."""
+    if spec in registry:
+        return registry.get(spec)
+    if spec.endswith((".yaml", ".yml")):
+        return load_template_file(resolve_path(spec))
+    known = ", ".join(registry.names())
+    raise RecipeError(f"Unknown {registry.kind} {spec!r}: use one of {known}, or a path to a .yaml template file.")

@@ -1,0 +1,294 @@
+"""The recipe: a versioned YAML file validated with pydantic (unknown keys are errors).
+
+``load_recipe(path, overrides)`` reads the YAML, follows ``extends:`` (a base recipe, path relative
+to the extending file; mappings merge key by key, anything else is replaced), applies ``--set
+key.path=value`` overrides (values parsed as YAML), and validates. Every failure is a
+:class:`~cftdata.errors.RecipeError` naming the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cftdata.errors import RecipeError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SamplingParams(Strict):
+    """Decoding parameters sent with every request (None = the backend's default)."""
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    seed: int | None = None
+    stop: list[str] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="passed through to the backend as is")
+
+    def as_request_params(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.model_dump(exclude={"extra"}).items() if v is not None}
+        out.update(self.extra)
+        return out
+
+
+class ModelSpec(Strict):
+    """A model behind a backend: which backend, which model, how to reach it and how hard to push it."""
+
+    backend: str = "openai"
+    model: str = "gpt-4o-2024-11-20"
+    base_url: str | None = None
+    api_key_env: str | None = Field(
+        default=None, description="name of the environment variable holding the API key (never the key)"
+    )
+    params: SamplingParams = Field(default_factory=SamplingParams)
+    concurrency: int = Field(default=16, gt=0, description="max requests in flight")
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=600, gt=0, description="per-request timeout")
+    max_retries: int = Field(default=6, ge=0)
+    stall_timeout_s: float = Field(default=900, gt=0, description="stop when no request finishes for this long")
+    options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings")
+
+
+class SourceSpec(Strict):
+    """Where rows come from and which fields hold what."""
+
+    path: str | None = Field(default=None, description="local .jsonl/.json/.parquet file or a folder of them")
+    hub: str | None = Field(default=None, description="Hugging Face Hub dataset id")
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    streaming: bool | None = Field(default=None, description="default: True for Hub sources")
+    corpus: str = Field(default="generic", description="corpus adapter: field names and answer rules")
+    name: str | None = Field(default=None, description="label of this source in ids and provenance")
+    question: str | None = None
+    response: str | None = None
+    reference_solution: str | None = None
+    answer: str | None = None
+    meta: list[str] | None = Field(default=None, description="extra fields copied into meta")
+    limit: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceSpec:
+        if bool(self.path) == bool(self.hub):
+            raise ValueError("give exactly one of source.path (local file) or source.hub (Hub dataset id)")
+        return self
+
+
+class RespondSpec(ModelSpec):
+    """The noisy-response generator: the corpus's own answers, or samples from a model."""
+
+    mode: Literal["existing", "generate"] = "existing"
+    n: int = Field(default=1, gt=0, description="responses sampled per question (generate mode)")
+    prompt: str = Field(default="plain", description="solve prompt name or a YAML template file")
+    backend: str = "local"
+    model: str = "smollm2-135m"
+    concurrency: int = Field(default=16, gt=0)
+
+
+class TeacherSpec(ModelSpec):
+    """The teacher critic."""
+
+    prompt: str = Field(default="cft-paper", description="critique prompt name or a YAML template file")
+
+
+class VerdictSpec(Strict):
+    drop_unknown: bool = Field(default=False, description="reject critiques with no parseable verdict")
+
+
+class OutputSpec(Strict):
+    dir: str | None = Field(default=None, description="default: outputs/<name>")
+    format: Literal["alpaca", "messages", "prompt-completion"] = "alpaca"
+    rows_per_file: int = Field(default=100_000, gt=0)
+    provenance: bool = Field(default=True, description="keep id, source, models and verdict columns")
+    system_prompt: str | None = Field(default=None, description="system turn for the messages formats")
+
+
+class CacheSpec(Strict):
+    enabled: bool = True
+    dir: str | None = Field(default=None, description="default: $CFTDATA_CACHE_DIR or ~/.cache/cftdata")
+
+
+class RunSpec(Strict):
+    shard_size: int = Field(default=1000, gt=0, description="rows per shard; memory is bounded by it")
+    seed: int = 0
+
+
+class Recipe(Strict):
+    """A whole recipe. Key paths (``teacher.model``...) are what ``--set`` addresses."""
+
+    version: Literal[1] = 1
+    name: str
+    description: str | None = None
+    source: SourceSpec
+    respond: RespondSpec = Field(default_factory=RespondSpec)
+    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    verdict: VerdictSpec = Field(default_factory=VerdictSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    # Where the recipe was read from (not a YAML key): relative paths resolve against it.
+    _origin: Path | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith("."):
+            raise ValueError("name must be a plain folder name (no '/', not starting with '.')")
+        return v
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output.dir) if self.output.dir else Path("outputs") / self.name
+
+    def resolve_path(self, p: str) -> Path:
+        """A relative path resolves against the current folder, else against the recipe's folder."""
+        path = Path(p).expanduser()
+        if path.is_absolute() or path.exists() or self._origin is None:
+            return path
+        beside = self._origin.parent / path
+        return beside if beside.exists() else path
+
+    def resolved_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"Recipe file {path} does not exist (or is not a file).")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise RecipeError(f"Recipe file {path} is not valid YAML{where}: {problem}.") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"Recipe file {path} is not UTF-8 text.") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"Recipe file {path} must hold a mapping of keys (name, source, teacher, ...).")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``over`` into a copy of ``base``: mappings merge key by key, other values replace."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_recipe_dict(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a recipe file and everything it ``extends``, merged; not yet validated."""
+    path = path.resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise RecipeError(f"Recipe {path} extends itself in a loop: {chain}.")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise RecipeError(f"Recipe {path}: key 'extends' must be a path to a base recipe (a string).")
+    base_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
+    if not base_path.is_file():
+        raise RecipeError(f"Recipe {path}: 'extends: {parent}' names a file that does not exist ({base_path}).")
+    return deep_merge(read_recipe_dict(base_path, (*_seen, path)), data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``teacher.params.max_tokens=512`` -> (['teacher', 'params', 'max_tokens'], 512)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set teacher.model=gpt-4o-mini.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for i, k in enumerate(keys[:-1]):
+        nxt = node.get(k)
+        if nxt is None:
+            nxt = node[k] = {}
+        if not isinstance(nxt, dict):
+            where = ".".join(keys[: i + 1])
+            raise RecipeError(f"--set {'.'.join(keys)}: {where} is a {type(nxt).__name__}, not a mapping.")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys a model accepts at ``loc`` (used to say what was expected for a typo)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(Recipe, loc)
+            hint = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
+            lines.append(f"unknown key '{key}'.{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"key '{key}' is required but missing.")
+        else:
+            got = e.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"key '{key}': {msg}{got_s}.")
+    return f"Recipe {origin} is invalid: " + " ".join(lines)
+
+
+def validate_recipe(data: dict[str, Any], origin: str = "<recipe>", path: Path | None = None) -> Recipe:
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError(format_validation_error(e, origin)) from None
+    recipe._origin = path
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, merge (``extends``), override (``--set``) and validate a recipe file."""
+    path = Path(path)
+    data = read_recipe_dict(path)
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(data, keys, value)
+    origin = str(path) + (f" (with --set {', '.join(overrides)})" if overrides else "")
+    return validate_recipe(data, origin, path.resolve())
