@@ -61,6 +61,9 @@ class RequestCache:
             (key, namespace, model, result.to_json(), time.time()),
         )
 
+    def __bool__(self) -> bool:  # an empty cache is still a cache (``if cache:`` must not skip it)
+        return True
+
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 

@@ -51,12 +51,12 @@ class ModelCaller:
     def call(self, requests: list[Request]) -> list[Result]:
         ns = self.backend.cache_namespace
         keys = [r.cache_key(ns) for r in requests]
-        found = self.cache.get_many(keys) if self.cache else {}
+        found = self.cache.get_many(keys) if self.cache is not None else {}
         results: list[Result | None] = [found.get(k) for k in keys]
         self.stats.requests += len(requests)
         # Identical requests in one batch are sent once.
         todo: dict[str, list[int]] = {}
-        for i, (k, r) in enumerate(zip(keys, results)):
+        for i, (k, r) in enumerate(zip(keys, results, strict=True)):
             if r is None:
                 todo.setdefault(k, []).append(i)
             else:
@@ -75,7 +75,7 @@ class ModelCaller:
                 self.stats.input_tokens += result.input_tokens
                 self.stats.output_tokens += result.output_tokens
                 if result.ok:
-                    if self.cache:
+                    if self.cache is not None:
                         self.cache.put(key, result, ns, miss_requests[j].model)
                 else:
                     self.stats.errors[result.error] += 1

@@ -32,10 +32,7 @@ BUNDLED_MODELS = {"smollm2-135m": _smollm2_path}
 
 def resolve_gguf(model: str) -> Path:
     """A bundled alias or a path to a .gguf file."""
-    if model in BUNDLED_MODELS:
-        path = BUNDLED_MODELS[model]()
-    else:
-        path = Path(model).expanduser()
+    path = BUNDLED_MODELS[model]() if model in BUNDLED_MODELS else Path(model).expanduser()
     if not path.is_file():
         raise BackendConfigError(
             f"Local model {model!r}: no GGUF file at {path}. Use a path to a .gguf file or one of the "

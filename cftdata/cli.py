@@ -1,0 +1,97 @@
+"""The ``cftdata`` command line. Heavy modules are imported inside commands, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from cftdata import __version__
+from cftdata.errors import CftdataError
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpx2", "openai", "anthropic", "urllib3", "filelock", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+
+
+class _Group(click.Group):
+    """Turns user errors into one paragraph and exit code 2, Ctrl-C into a resume hint."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CftdataError as e:
+            _fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: every answer received so far is cached; rerun the same command to "
+                       "resume (finished requests are not sent again).", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="cftdata")
+def main() -> None:
+    """Build critique fine-tuning (CFT) datasets from YAML recipes."""
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value, e.g. --set teacher.model=gpt-4o-mini (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="Read only the first N source rows.")
+@click.option("--dry-run", is_flag=True, help="Render prompts and estimate calls, tokens and cost; call nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for HTTP details).")
+def build(recipe: str, overrides: tuple[str, ...], limit: int | None, dry_run: bool, quiet: bool,
+          verbose: int) -> None:
+    """Build the dataset a RECIPE describes (output under outputs/<name>/ by default)."""
+    from cftdata.recipe import load_recipe
+
+    _setup_logging(verbose, quiet)
+    rec = load_recipe(recipe, overrides)
+    if dry_run:
+        from cftdata.dryrun import dry_run as estimate
+
+        _print_estimate(estimate(rec, limit))
+        return
+    from cftdata.pipeline import build as run_build
+    from cftdata.progress import Reporter
+
+    result = run_build(rec, limit=limit, reporter=Reporter(quiet=quiet), recipe_file=recipe, overrides=overrides)
+    m = result.manifest
+    verdicts = m["stages"].get("verdict", {}).get("verdicts", {})
+    calls = sum(u.get("calls_made", 0) for u in m["usage"].values())
+    hits = sum(u.get("cache_hits", 0) for u in m["usage"].values())
+    click.echo(f"built {result.output_dir}: {result.rows} rows, {result.rejected} rejected "
+               f"(rejects.parquet), verdicts {json.dumps(verdicts)}, model calls {calls} "
+               f"(+{hits} from cache), {m['seconds']} s")
+
+
+def _print_estimate(est: dict) -> None:
+    click.echo(f"dry run: {est['rows']} rows would be critiqued ({est['rejected']} rejected before any call)")
+    for role, r in est["roles"].items():
+        cost = "n/a" if r["cost_usd"] is None else f"${r['cost_usd']:.2f}"
+        click.echo(f"  {role:<9} {r['backend']}:{r['model']}: {r['calls']} calls, "
+                   f"{r['input_tokens']:,} input tokens [{r['counting']}], "
+                   f"~{r['output_tokens']:,} output tokens (estimate), cost {cost}")
+    note = "" if est["cost_complete"] else " (some models have no price: add options.price)"
+    click.echo(f"  expected cost: ${est['total_cost_usd']:.2f}{note}")
+    for role, msgs in est["examples"].items():
+        if msgs:
+            click.echo(f"--- first {role} prompt ---")
+            for m in msgs:
+                click.echo(f"[{m['role']}] {m['content'][:1500]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""The build: source -> per-shard stages -> pool -> format -> files, with counts, rejects and a manifest.
+
+It knows no backend, corpus or format by name: stages come from the :data:`STAGES` registry in
+:data:`STAGE_ORDER`, formats from :data:`FORMATS`. Memory is bounded by the shard size: each shard
+goes through every stage and is written to a pool file before the next one is read.
+
+Every row is accounted for: for each stage, ``in = out + rejected`` (times ``n`` for a respond stage
+that samples ``n`` responses per question), and the rejects file holds each rejected row with its
+stage, reason and detail. Model answers live in the request cache, so rerunning a finished build makes
+no model call, and rerunning an interrupted one only makes the calls that had not finished.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cftdata import __version__
+from cftdata.backends.cache import RequestCache, default_cache_dir
+from cftdata.formats import Formatter
+from cftdata.progress import Reporter
+from cftdata.recipe import Recipe
+from cftdata.rows import CANONICAL_KEYS
+from cftdata.sources import preflight, read_source
+from cftdata.stages import STAGE_ORDER, STAGES
+from cftdata.stages.base import BuildContext, Stage
+from cftdata.writer import RejectWriter, RollingParquetWriter, to_table
+
+CANONICAL_SCHEMA = {k: pa.string() for k in CANONICAL_KEYS}
+
+
+@dataclass
+class StageCount:
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"in": self.rows_in, "out": self.rows_out, "rejected": self.rejected,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class BuildResult:
+    """What a finished build produced (also written to manifest.json)."""
+
+    output_dir: Path
+    rows: int
+    rejected: int
+    manifest: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+
+def enabled_stages(recipe: Recipe, ctx: BuildContext) -> list[Stage]:
+    return [STAGES.get(name)(ctx) for name in STAGE_ORDER
+            if name in STAGES and STAGES.get(name).enabled(recipe)]
+
+
+def pool_schema(stages: list[Stage]) -> pa.Schema:
+    cols: dict[str, pa.DataType] = dict(CANONICAL_SCHEMA)
+    for st in stages:
+        cols.update(st.columns)
+    cols.setdefault("critique", pa.string())
+    return pa.schema(list(cols.items()))
+
+
+def fanout(stage: Stage) -> int:
+    return int(getattr(stage, "fanout", 1))
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("datasets", "pyarrow", "polars", "openai", "anthropic", "llama-cpp-python", "math-verify",
+                 "pydantic", "vllm"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+class Build:
+    """One run of a recipe. Use :func:`build` unless you need the pieces."""
+
+    def __init__(self, recipe: Recipe, *, limit: int | None = None, reporter: Reporter | None = None,
+                 recipe_file: str | None = None, overrides: tuple[str, ...] = ()) -> None:
+        self.recipe = recipe
+        self.limit = limit
+        self.reporter = reporter or Reporter(quiet=True)
+        self.recipe_file = recipe_file
+        self.overrides = tuple(overrides)
+        self.out_dir = recipe.output_dir
+        self.staging = self.out_dir / ".staging"
+        self.counts: dict[str, StageCount] = {}
+        self.reject_reasons: Counter = Counter()
+
+    def _count(self, name: str) -> StageCount:
+        return self.counts.setdefault(name, StageCount())
+
+    def run(self) -> BuildResult:
+        recipe = self.recipe
+        t_start = time.time()
+        preflight(recipe)
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir(parents=True)
+        cache_dir = Path(recipe.cache.dir).expanduser() if recipe.cache.dir else default_cache_dir()
+        cache = RequestCache.open(cache_dir) if recipe.cache.enabled else None
+        ctx = BuildContext(recipe=recipe, cache=cache, reporter=self.reporter, output_dir=self.out_dir)
+        stages: list[Stage] = []
+        rejects = RejectWriter(self.staging / "rejects.parquet")
+        self.reporter.start()
+        try:
+            stages = enabled_stages(recipe, ctx)
+            schema = pool_schema(stages)
+            pool_files = self._map_phase(stages, schema, rejects)
+            files, n_out = self._write_phase(pool_files, schema)
+            rejects.close()
+            summaries = {st.name: st.summary() for st in stages}
+            manifest = self._manifest(summaries, files, n_out, rejects.count, time.time() - t_start, cache_dir)
+            self._publish(files, manifest)
+        finally:
+            for st in stages:
+                st.close()
+            if cache is not None:
+                cache.close()
+            self.reporter.stop()
+        final_files = [self.out_dir / "data" / f.name for f in files]
+        return BuildResult(self.out_dir, n_out, rejects.count, manifest, final_files)
+
+    # -- phases ----------------------------------------------------------------------------------
+
+    def _map_phase(self, stages: list[Stage], schema: pa.Schema, rejects: RejectWriter) -> list[Path]:
+        pool_dir = self.staging / "pool"
+        pool_dir.mkdir()
+        pool_files = []
+        src = self._count("source")
+        shard_size = self.recipe.run.shard_size
+        for shard_no, shard in enumerate(read_source(self.recipe, shard_size, self.limit)):
+            t0 = time.monotonic()
+            src.rows_in += len(shard.rows) + len(shard.rejects)
+            src.rows_out += len(shard.rows)
+            src.rejected += len(shard.rejects)
+            src.seconds += time.monotonic() - t0
+            self._reject(shard.rejects, rejects)
+            self.reporter.advance("source", len(shard.rows) + len(shard.rejects))
+            rows = shard.rows
+            for st in stages:
+                c = self._count(st.name)
+                t0 = time.monotonic()
+                out = st.process(rows)
+                c.seconds += time.monotonic() - t0
+                c.rows_in += len(rows) * fanout(st)
+                c.rows_out += len(out.rows)
+                c.rejected += len(out.rejects)
+                self._reject(out.rejects, rejects)
+                rows = out.rows
+            path = pool_dir / f"pool-{shard_no:05d}.parquet"
+            pq.write_table(to_table(rows, schema), path)
+            pool_files.append(path)
+            self._write_progress(shard_no + 1)
+        return pool_files
+
+    def _write_phase(self, pool_files: list[Path], schema: pa.Schema) -> tuple[list[Path], int]:
+        out = self.recipe.output
+        # Columns of quality stages (verify_*, agreement...) travel with the provenance columns.
+        extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination"))}
+        fmt = Formatter(out.format, provenance=out.provenance, system_prompt=out.system_prompt,
+                        extra_columns=extra)
+        writer = RollingParquetWriter(self.staging / "data", "train", fmt.schema, out.rows_per_file)
+        c = self._count("format")
+        for path in pool_files:
+            t0 = time.monotonic()
+            rows = pq.read_table(path).to_pylist()
+            writer.write_rows([fmt.render(r) for r in rows])
+            c.rows_in += len(rows)
+            c.rows_out += len(rows)
+            c.seconds += time.monotonic() - t0
+        return writer.close(), writer.rows
+
+    def _reject(self, rejects, writer: RejectWriter) -> None:
+        for r in rejects:
+            self.reject_reasons[f"{r.stage}:{r.reason}"] += 1
+        writer.write(rejects)
+
+    def _write_progress(self, shards_done: int) -> None:
+        state = {"status": "running", "shards_done": shards_done,
+                 "counts": {k: v.as_dict() for k, v in self.counts.items()}, "updated": time.time()}
+        (self.staging / "progress.json").write_text(json.dumps(state, indent=1))
+
+    # -- manifest and publishing -------------------------------------------------------------------
+
+    def _manifest(self, summaries: dict, files: list[Path], n_out: int, n_rej: int, seconds: float,
+                  cache_dir: Path) -> dict[str, Any]:
+        from cftdata.pricing import cost_usd
+
+        usage, cost = {}, {}
+        for name, spec_name in (("respond", "respond"), ("critique", "teacher")):
+            s = summaries.get(name, {})
+            if "input_tokens" not in s:
+                continue
+            spec = getattr(self.recipe, spec_name)
+            usage[name] = {k: s[k] for k in ("requests", "cache_hits", "calls_made", "input_tokens",
+                                             "output_tokens", "input_tokens_from_cache",
+                                             "output_tokens_from_cache")}
+            cost[name] = {
+                "this_run_usd": cost_usd(spec, s["input_tokens"], s["output_tokens"]),
+                "total_usd": cost_usd(spec, s["input_tokens"] + s["input_tokens_from_cache"],
+                                      s["output_tokens"] + s["output_tokens_from_cache"]),
+            }
+        return {
+            "cftdata_version": __version__,
+            "status": "complete",
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "recipe_file": self.recipe_file,
+            "overrides": list(self.overrides),
+            "recipe": self.recipe.resolved_dict(),
+            "versions": package_versions(),
+            "counts": {k: v.as_dict() for k, v in self.counts.items()},
+            "rows_out": n_out,
+            "rejected": n_rej,
+            "rejects_by_reason": dict(sorted(self.reject_reasons.items())),
+            "stages": summaries,
+            "usage": usage,
+            "cost": cost,
+            "seconds": round(seconds, 2),
+            "cache": str(cache_dir) if self.recipe.cache.enabled else None,
+            "files": ["data/" + f.name for f in files] + ["rejects.parquet"],
+        }
+
+    def _publish(self, files: list[Path], manifest: dict[str, Any]) -> None:
+        """Write manifest and card into staging, then swap staging's content into the build folder."""
+        from cftdata.card import render_card
+
+        (self.staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        (self.staging / "README.md").write_text(render_card(manifest), encoding="utf-8")
+        shutil.rmtree(self.staging / "pool")
+        (self.staging / "progress.json").unlink(missing_ok=True)
+        for name in ("data", "rejects.parquet", "manifest.json", "README.md"):
+            target = self.out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            (self.staging / name).rename(target)
+        (self.out_dir / "progress.json").unlink(missing_ok=True)
+        shutil.rmtree(self.staging)
+
+
+def build(recipe: Recipe, *, limit: int | None = None, reporter: Reporter | None = None,
+          recipe_file: str | None = None, overrides: tuple[str, ...] = ()) -> BuildResult:
+    """Run a recipe end to end and return what it wrote (see :class:`BuildResult`)."""
+    return Build(recipe, limit=limit, reporter=reporter, recipe_file=recipe_file, overrides=overrides).run()

@@ -1,0 +1,234 @@
+"""Sources: read a corpus (local JSONL/JSON/parquet, or a Hub dataset) into canonical rows, in shards.
+
+Readers yield ``(original_index, record)``; a record that cannot be read (bad JSON, not UTF-8) comes
+as an exception object and becomes a reject. :func:`read_source` maps each record to the canonical
+row (``id, source, question, reference_solution, reference_answer, response, meta``) with a stable
+id = hash(source label, original index).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cftdata.errors import SourceError
+from cftdata.recipe import Recipe, SourceSpec
+from cftdata.registry import Registry
+from cftdata.rows import Reject, Row, StageOutput, stable_id
+from cftdata.sources.corpora import CORPORA, Corpus
+
+
+class BadRecord(Exception):
+    """A record that could not be read; becomes a reject of the source stage."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+Records = Iterator[tuple[int, "dict[str, Any] | BadRecord"]]
+
+FILE_READERS: Registry = Registry("file format")
+
+
+@FILE_READERS.register(".jsonl")
+def read_jsonl(path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield BadRecord("not_utf8", f"{path}:{lineno}: {e}")
+                continue
+            try:
+                rec = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield BadRecord("bad_json", f"{path}:{lineno}: {e.msg} at column {e.colno}")
+                continue
+            if not isinstance(rec, dict):
+                yield BadRecord("bad_record", f"{path}:{lineno}: a JSON {type(rec).__name__}, not an object")
+                continue
+            yield rec
+
+
+@FILE_READERS.register(".json")
+def read_json(path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+    """A JSON array of objects (MetaMathQA's raw file), or JSON Lines under a .json name."""
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    if not head.startswith(b"["):
+        yield from read_jsonl(path)
+        return
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"Source file {path} is not a valid UTF-8 JSON array: {e}.") from None
+    for i, rec in enumerate(data):
+        yield rec if isinstance(rec, dict) else BadRecord("bad_record", f"{path}[{i}]: not a JSON object")
+
+
+@FILE_READERS.register(".parquet")
+def read_parquet(path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:
+        raise SourceError(f"Source file {path} is not a readable parquet file: {e}.") from None
+    for batch in pf.iter_batches(batch_size=4096):
+        yield from batch.to_pylist()
+
+
+def _local_files(path: Path) -> list[Path]:
+    if path.is_file():
+        if path.suffix not in FILE_READERS:
+            raise SourceError(
+                f"Source file {path}: unsupported type {path.suffix!r}; use one of {', '.join(FILE_READERS.names())}."
+            )
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in FILE_READERS)
+        if not files:
+            raise SourceError(f"Source folder {path} holds no {', '.join(FILE_READERS.names())} files.")
+        return files
+    raise SourceError(f"Source path {path} does not exist (source.path in the recipe).")
+
+
+def read_local(path: Path) -> Records:
+    index = 0
+    for file in _local_files(path):
+        for rec in FILE_READERS.get(file.suffix)(file):
+            yield index, rec
+            index += 1
+
+
+def read_hub(spec: SourceSpec, corpus: Corpus) -> Records:
+    """``datasets.load_dataset`` (streaming by default, so large corpora never load whole)."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - a core dependency
+        raise SourceError("Hub sources need the `datasets` package.") from None
+    config = spec.config or corpus.hub_config
+    streaming = True if spec.streaming is None else spec.streaming
+    try:
+        ds = datasets.load_dataset(spec.hub, config, split=spec.split, streaming=streaming, revision=spec.revision)
+    except Exception as e:
+        raise SourceError(
+            f"Could not load Hub dataset {spec.hub!r} (config {config!r}, split {spec.split!r}): "
+            f"{type(e).__name__}: {str(e)[:300]}. Without network, download it elsewhere and point "
+            "source.path at the files."
+        ) from None
+    yield from enumerate(ds)
+
+
+def source_label(spec: SourceSpec) -> str:
+    if spec.name:
+        return spec.name
+    if spec.corpus != "generic":
+        return spec.corpus
+    return spec.hub or Path(spec.path or "source").stem
+
+
+def _text(value: Any, field: str, required: bool) -> tuple[str | None, str | None]:
+    """(text, error reason) for a field that should hold text."""
+    if value is None:
+        return None, (f"missing_{field}" if required else None)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None, f"bad_type_{field}"
+    text = str(value)
+    if required and not text.strip():
+        return None, f"empty_{field}"
+    return text, None
+
+
+class SourceMapper:
+    """Maps raw records to canonical rows for one recipe's source section."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        spec = recipe.source
+        self.spec = spec
+        self.corpus = CORPORA.get(spec.corpus)
+        c = self.corpus
+        self.label = source_label(spec)
+        self.f_question = spec.question or c.question
+        self.f_response = spec.response or c.response
+        self.f_solution = spec.reference_solution or c.reference_solution
+        self.f_answer = spec.answer or c.answer
+        self.meta_fields = tuple(spec.meta) if spec.meta is not None else c.meta
+        self.max_chars = 200_000
+
+    def map(self, index: int, rec: dict[str, Any] | BadRecord) -> Row | Reject:
+        rid = stable_id(self.label, index)
+        if isinstance(rec, BadRecord):
+            return Reject(rid, "source", rec.reason, rec.detail, {"index": index})
+        if self.corpus.parse:
+            rec = self.corpus.parse(rec)
+        if self.f_question not in rec:
+            return Reject(rid, "source", "missing_question",
+                          f"record {index} has no field {self.f_question!r} (source.question); "
+                          f"its fields: {', '.join(sorted(rec))[:300]}", {"index": index})
+        question, err = _text(rec.get(self.f_question), "question", True)
+        if err:
+            return Reject(rid, "source", err, f"record {index}, field {self.f_question!r}", {"index": index})
+        row: Row = {"id": rid, "source": self.label, "question": question}
+        for key, field in (("response", self.f_response), ("reference_solution", self.f_solution),
+                           ("reference_answer", self.f_answer)):
+            value, err = _text(rec.get(field), key, False) if field else (None, None)
+            if err:
+                return Reject(rid, "source", err, f"record {index}, field {field!r}", {"index": index, **row})
+            row[key] = value
+        for key in ("question", "response", "reference_solution"):
+            if row[key] is not None and len(row[key]) > self.max_chars:
+                return Reject(rid, "source", f"too_long_{key}",
+                              f"record {index}: {key} has {len(row[key])} characters (cap {self.max_chars})",
+                              {"index": index, "id": rid})
+        ans = row["reference_answer"]
+        if ans is not None and ans.strip().lower() in self.corpus.no_answer_values:
+            row["reference_answer"] = None
+        elif ans is None and self.corpus.answer_rule and row["reference_solution"]:
+            from cftdata.verify.extract import extract_answer
+
+            row["reference_answer"] = extract_answer(row["reference_solution"], self.corpus.answer_rule)
+        meta = {k: rec.get(k) for k in self.meta_fields if k in rec}
+        meta["index"] = index
+        if "critique" in rec and rec["critique"] is not None:
+            row["critique"] = rec["critique"]
+        row["meta"] = json.dumps(meta, ensure_ascii=False, default=str)
+        return row
+
+
+def preflight(recipe: Recipe) -> None:
+    """Fail fast, before any model is loaded, on a missing source file or an unknown corpus."""
+    CORPORA.get(recipe.source.corpus)
+    if recipe.source.path:
+        _local_files(recipe.resolve_path(recipe.source.path))
+
+
+def iter_records(recipe: Recipe) -> Records:
+    spec = recipe.source
+    if spec.path:
+        return read_local(recipe.resolve_path(spec.path))
+    return read_hub(spec, CORPORA.get(spec.corpus))
+
+
+def read_source(recipe: Recipe, shard_size: int, limit: int | None = None) -> Iterator[StageOutput]:
+    """Canonical rows of the recipe's source, ``shard_size`` records per shard (rows + rejects)."""
+    mapper = SourceMapper(recipe)
+    limit = limit or recipe.source.limit
+    rows: list[Row] = []
+    rejects: list[Reject] = []
+    for n, (index, rec) in enumerate(iter_records(recipe)):
+        if limit is not None and n >= limit:
+            break
+        out = mapper.map(index, rec)
+        (rejects if isinstance(out, Reject) else rows).append(out)
+        if len(rows) + len(rejects) >= shard_size:
+            yield StageOutput(rows, rejects)
+            rows, rejects = [], []
+    if rows or rejects:
+        yield StageOutput(rows, rejects)

@@ -1,0 +1,6 @@
+"""Pipeline stages (a registry: ``STAGES``), run in ``STAGE_ORDER`` over shards of rows."""
+
+from cftdata.stages import critique, respond, verdict  # noqa: F401  (registration side effects)
+from cftdata.stages.base import STAGE_ORDER, STAGES, BuildContext, Stage
+
+__all__ = ["STAGES", "STAGE_ORDER", "BuildContext", "Stage"]

@@ -1,0 +1,33 @@
+"""What the respond and critique stages share: a backend behind the cache, and result checking."""
+
+from __future__ import annotations
+
+from cftdata.backends.base import Result, make_backend
+from cftdata.backends.caller import ModelCaller
+from cftdata.recipe import ModelSpec
+from cftdata.stages.base import BuildContext
+
+
+def open_caller(spec: ModelSpec, ctx: BuildContext, label: str) -> ModelCaller:
+    backend = make_backend(spec)
+    return ModelCaller(backend, ctx.cache, on_progress=lambda n: ctx.reporter.advance(label, n))
+
+
+def result_problem(result: Result) -> tuple[str, str] | None:
+    """(reason, detail) when a result is not usable as data: an error, a truncated or an empty output."""
+    if not result.ok:
+        return result.error or "error", result.error_detail
+    if result.finish_reason == "length":
+        return "truncated", f"output hit max_tokens ({result.output_tokens} tokens); raise params.max_tokens"
+    if not (result.text or "").strip():
+        return "empty_output", f"finish_reason={result.finish_reason}"
+    return None
+
+
+def caller_summary(caller: ModelCaller, spec: ModelSpec) -> dict:
+    return {
+        "backend": spec.backend,
+        "model": spec.model,
+        **caller.stats.as_dict(),
+        "backend_stats": caller.backend.stats(),
+    }
