@@ -49,25 +49,44 @@ def main() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value, e.g. --set teacher.model=gpt-4o-mini (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="Read only the first N source rows.")
+@click.option("--sample", type=click.IntRange(min=1), help="Read a seeded uniform sample of N source rows.")
+@click.option("--seed", type=int, help="Seed for --sample and seeded stages (sets run.seed).")
+@click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2",
+              help="Build one dataset per value (repeatable: the cartesian product) and compare them.")
 @click.option("--dry-run", is_flag=True, help="Render prompts and estimate calls, tokens and cost; call nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for HTTP details).")
-def build(recipe: str, overrides: tuple[str, ...], limit: int | None, dry_run: bool, quiet: bool,
-          verbose: int) -> None:
+def build(recipe: str, overrides: tuple[str, ...], limit: int | None, sample: int | None, seed: int | None,
+          grids: tuple[str, ...], dry_run: bool, quiet: bool, verbose: int) -> None:
     """Build the dataset a RECIPE describes (output under outputs/<name>/ by default)."""
-    from cftdata.recipe import load_recipe
+    from cftdata.grid import expand_grid
 
     _setup_logging(verbose, quiet)
-    rec = load_recipe(recipe, overrides)
-    if dry_run:
-        from cftdata.dryrun import dry_run as estimate
+    if seed is not None:
+        overrides = (*overrides, f"run.seed={seed}")
+    variants = expand_grid(recipe, overrides, grids)
+    results = []
+    for label, rec, var_overrides in variants:
+        if label:
+            click.echo(f"== grid: {label}")
+        if dry_run:
+            from cftdata.dryrun import dry_run as estimate
 
-        _print_estimate(estimate(rec, limit))
-        return
+            _print_estimate(estimate(rec, limit, sample))
+            continue
+        results.append((label, _build_one(rec, recipe, var_overrides, limit, sample, quiet)))
+    if grids and results:
+        from cftdata.grid import comparison_table
+
+        click.echo(comparison_table(results))
+
+
+def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, sample: int | None, quiet: bool):
     from cftdata.pipeline import build as run_build
     from cftdata.progress import Reporter
 
-    result = run_build(rec, limit=limit, reporter=Reporter(quiet=quiet), recipe_file=recipe, overrides=overrides)
+    result = run_build(rec, limit=limit, sample=sample, reporter=Reporter(quiet=quiet), recipe_file=recipe,
+                       overrides=overrides)
     m = result.manifest
     verdicts = m["stages"].get("verdict", {}).get("verdicts", {})
     calls = sum(u.get("calls_made", 0) for u in m["usage"].values())
@@ -75,6 +94,7 @@ def build(recipe: str, overrides: tuple[str, ...], limit: int | None, dry_run: b
     click.echo(f"built {result.output_dir}: {result.rows} rows, {result.rejected} rejected "
                f"(rejects.parquet), verdicts {json.dumps(verdicts)}, model calls {calls} "
                f"(+{hits} from cache), {m['seconds']} s")
+    return result
 
 
 def _print_estimate(est: dict) -> None:

@@ -58,7 +58,7 @@ def expected_output(spec: ModelSpec) -> int:
     return int(spec.options.get("expected_output_tokens") or spec.params.max_tokens or 512)
 
 
-def dry_run(recipe: Recipe, limit: int | None = None) -> dict[str, Any]:
+def dry_run(recipe: Recipe, limit: int | None = None, sample: int | None = None) -> dict[str, Any]:
     """Estimate calls, tokens and dollars for a recipe without calling any model."""
     from cftdata.pricing import cost_usd
 
@@ -73,8 +73,10 @@ def dry_run(recipe: Recipe, limit: int | None = None) -> dict[str, Any]:
         g_tpl = resolve_prompt(recipe.respond.prompt, SOLVE_PROMPTS, recipe.resolve_path)
         g_out = expected_output(recipe.respond)
     t_out = expected_output(recipe.teacher)
-    placeholder = "x" * (4 * g_out) if gen else ""
-    for shard in read_source(recipe, recipe.run.shard_size, limit):
+    placeholder = (f"<response from {recipe.respond.backend}:{recipe.respond.model}, ~{g_out} tokens>"
+                   if gen else "")
+    extra_in = g_out if gen else 0  # the generated response's expected length, counted as teacher input
+    for shard in read_source(recipe, recipe.run.shard_size, limit, sample):
         rejected += len(shard.rejects)
         for row in shard.rows:
             if gen is not None:
@@ -96,7 +98,7 @@ def dry_run(recipe: Recipe, limit: int | None = None) -> dict[str, Any]:
             for resp in responses:
                 msgs = t_tpl.render(question=row["question"], response=resp)
                 teacher.calls += 1
-                teacher.input_tokens += sum(t_count(m["content"]) for m in msgs)
+                teacher.input_tokens += sum(t_count(m["content"]) for m in msgs) + extra_in
                 teacher.output_tokens += t_out
                 if not teacher.example:
                     teacher.example = msgs

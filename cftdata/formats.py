@@ -4,6 +4,7 @@
   instruction, ``input`` = ``"Question:\\n{question}\\n\\nSolution:\\n{response}"``, ``output`` = the critique.
 * ``messages``: one chat (optional system turn, user = instruction + "\\n" + input, assistant = critique).
 * ``prompt-completion``: TRL's conversational prompt/completion pair (completion-only loss by default).
+* ``sft-alpaca``: the paper's SFT baselines: ``instruction`` = question, ``input`` = "", ``output`` = the response.
 
 Provenance columns (id, source, models, verdict...) follow unless ``output.provenance`` is false.
 """
@@ -68,7 +69,13 @@ def _prompt_completion(row: Row, system: str | None) -> dict:
     return {"prompt": prompt, "completion": [answer]}
 
 
+def _sft_alpaca(row: Row, system: str | None) -> dict:
+    return {"instruction": row["question"], "input": "", "output": row["response"]}
+
+
 FORMATS: Registry[OutputFormat] = Registry("output format")
+FORMATS.add("sft-alpaca", OutputFormat("sft-alpaca", {"instruction": pa.string(), "input": pa.string(),
+                                                      "output": pa.string()}, _sft_alpaca))
 FORMATS.add("alpaca", OutputFormat("alpaca", {"instruction": pa.string(), "input": pa.string(),
                                               "output": pa.string()}, _alpaca))
 FORMATS.add("messages", OutputFormat("messages", {"messages": _MSG}, _messages))

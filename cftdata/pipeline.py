@@ -93,10 +93,12 @@ def package_versions() -> dict[str, str]:
 class Build:
     """One run of a recipe. Use :func:`build` unless you need the pieces."""
 
-    def __init__(self, recipe: Recipe, *, limit: int | None = None, reporter: Reporter | None = None,
-                 recipe_file: str | None = None, overrides: tuple[str, ...] = ()) -> None:
+    def __init__(self, recipe: Recipe, *, limit: int | None = None, sample: int | None = None,
+                 reporter: Reporter | None = None, recipe_file: str | None = None,
+                 overrides: tuple[str, ...] = ()) -> None:
         self.recipe = recipe
         self.limit = limit
+        self.sample = sample
         self.reporter = reporter or Reporter(quiet=True)
         self.recipe_file = recipe_file
         self.overrides = tuple(overrides)
@@ -125,9 +127,13 @@ class Build:
             stages = enabled_stages(recipe, ctx)
             schema = pool_schema(stages)
             pool_files = self._map_phase(stages, schema, rejects)
-            files, n_out = self._write_phase(pool_files, schema)
+            keep, select_summary = self._select_phase(pool_files, rejects)
+            files, n_out = self._write_phase(pool_files, schema, keep)
             rejects.close()
             summaries = {st.name: st.summary() for st in stages}
+            if select_summary:
+                summaries["select"] = select_summary
+            summaries["output"] = self._output_stats(pool_files, keep)
             manifest = self._manifest(summaries, files, n_out, rejects.count, time.time() - t_start, cache_dir)
             self._publish(files, manifest)
         finally:
@@ -147,7 +153,13 @@ class Build:
         pool_files = []
         src = self._count("source")
         shard_size = self.recipe.run.shard_size
-        for shard_no, shard in enumerate(read_source(self.recipe, shard_size, self.limit)):
+        wanted = [getattr(st, "min_shard_rows", None) for st in stages]
+        floor = max([w for w in wanted if w] or [0])
+        if floor > shard_size:
+            self.reporter.info(f"shard size raised from {shard_size} to {floor} for a batch backend "
+                               "(each shard waits for its batches)")
+            shard_size = floor
+        for shard_no, shard in enumerate(read_source(self.recipe, shard_size, self.limit, self.sample)):
             t0 = time.monotonic()
             src.rows_in += len(shard.rows) + len(shard.rejects)
             src.rows_out += len(shard.rows)
@@ -172,7 +184,46 @@ class Build:
             self._write_progress(shard_no + 1)
         return pool_files
 
-    def _write_phase(self, pool_files: list[Path], schema: pa.Schema) -> tuple[list[Path], int]:
+    def _select_phase(self, pool_files: list[Path], rejects: RejectWriter) -> tuple[set[str] | None, dict]:
+        """Choose the final subset (``select``); every row not chosen is a ``select:not_selected`` reject."""
+        if self.recipe.select is None:
+            return None, {}
+        from cftdata.rows import Reject
+        from cftdata.selection import select_ids
+
+        t0 = time.monotonic()
+        kept, summary = select_ids(self.recipe, pool_files)
+        keep = set(kept)
+        c = self._count("select")
+        for path in pool_files:
+            ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+            dropped = [Reject(i, "select", "not_selected", summary["strategy"]) for i in ids if i not in keep]
+            c.rows_in += len(ids)
+            c.rows_out += len(ids) - len(dropped)
+            c.rejected += len(dropped)
+            self._reject(dropped, rejects)
+        c.seconds += time.monotonic() - t0
+        return keep, summary
+
+    @staticmethod
+    def _output_stats(pool_files: list[Path], keep: set[str] | None) -> dict[str, Any]:
+        """Critique length quantiles (characters) of the rows written."""
+        import polars as pl
+
+        if not pool_files:
+            return {}
+        lf = pl.scan_parquet([str(f) for f in pool_files])
+        if keep is not None:
+            lf = lf.filter(pl.col("id").is_in(list(keep)))
+        lens = lf.select(pl.col("critique").str.len_chars()).collect().to_series().drop_nulls()
+        if lens.is_empty():
+            return {}
+        q = {name: int(lens.quantile(v, "nearest")) for name, v in
+             (("min", 0), ("p10", 0.1), ("p50", 0.5), ("p90", 0.9), ("max", 1))}
+        return {"critique_chars": {**q, "mean": round(float(lens.mean()), 1)}}
+
+    def _write_phase(self, pool_files: list[Path], schema: pa.Schema,
+                     keep: set[str] | None = None) -> tuple[list[Path], int]:
         out = self.recipe.output
         # Columns of quality stages (verify_*, agreement...) travel with the provenance columns.
         extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination"))}
@@ -183,6 +234,8 @@ class Build:
         for path in pool_files:
             t0 = time.monotonic()
             rows = pq.read_table(path).to_pylist()
+            if keep is not None:
+                rows = [r for r in rows if r["id"] in keep]
             writer.write_rows([fmt.render(r) for r in rows])
             c.rows_in += len(rows)
             c.rows_out += len(rows)
@@ -258,7 +311,8 @@ class Build:
         shutil.rmtree(self.staging)
 
 
-def build(recipe: Recipe, *, limit: int | None = None, reporter: Reporter | None = None,
+def build(recipe: Recipe, *, limit: int | None = None, sample: int | None = None, reporter: Reporter | None = None,
           recipe_file: str | None = None, overrides: tuple[str, ...] = ()) -> BuildResult:
     """Run a recipe end to end and return what it wrote (see :class:`BuildResult`)."""
-    return Build(recipe, limit=limit, reporter=reporter, recipe_file=recipe_file, overrides=overrides).run()
+    return Build(recipe, limit=limit, sample=sample, reporter=reporter, recipe_file=recipe_file,
+                 overrides=overrides).run()

@@ -1,7 +1,7 @@
 """The recipe: a versioned YAML file validated with pydantic (unknown keys are errors).
 
 ``load_recipe(path, overrides)`` reads the YAML, follows ``extends:`` (a base recipe, path relative
-to the extending file; mappings merge key by key, anything else is replaced), applies ``--set
+to the extending file; mappings merge key by key, anything else is replaced, ``null`` removes), applies ``--set
 key.path=value`` overrides (values parsed as YAML), and validates. Every failure is a
 :class:`~cftdata.errors.RecipeError` naming the file, the key path and what was expected.
 """
@@ -76,6 +76,8 @@ class SourceSpec(Strict):
     answer: str | None = None
     meta: list[str] | None = Field(default=None, description="extra fields copied into meta")
     limit: int | None = Field(default=None, gt=0)
+    sample: int | None = Field(default=None, gt=0, description="a seeded uniform sample of N rows (run.seed)")
+    max_chars: int = Field(default=200_000, gt=0, description="longer question/response/solution -> reject")
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceSpec:
@@ -96,21 +98,92 @@ class RespondSpec(ModelSpec):
 
 
 class TeacherSpec(ModelSpec):
-    """The teacher critic."""
+    """The teacher critic. ``backend: existing`` reuses critiques the source carries; ``none`` skips critiques
+    (SFT baselines)."""
 
     prompt: str = Field(default="cft-paper", description="critique prompt name or a YAML template file")
 
 
 class VerdictSpec(Strict):
     drop_unknown: bool = Field(default=False, description="reject critiques with no parseable verdict")
+    keep: list[Literal["right", "wrong", "unknown"]] | None = Field(
+        default=None, description="keep only rows with these verdicts (e.g. [right] for verified-SFT data)"
+    )
+
+
+class VerifySpec(Strict):
+    """Rule-based answer check of each response against the reference answer (math-verify)."""
+
+    answer_rule: str = Field(default="auto", description="how to extract the response's final answer")
+    workers: int = Field(default=2, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0, description="hard per-item limit")
+    max_chars: int = Field(default=1000, gt=0, description="longer answers are unverifiable")
+    drop: list[Literal["correct", "incorrect", "unverifiable", "timeout", "error"]] = Field(
+        default_factory=list, description="reject rows with these statuses"
+    )
+
+
+class AgreementSpec(Strict):
+    """Cross the teacher's verdict with the verifier's status (needs verify)."""
+
+    drop_contradictions: bool = Field(
+        default=False, description="reject critiques whose verdict contradicts the verifier (the paper kept all)"
+    )
+
+
+class DedupSpec(Strict):
+    """Exact (normalized text) and MinHash-LSH near-duplicate removal on questions; first occurrence kept."""
+
+    exact: bool = True
+    near: bool = True
+    threshold: float = Field(default=0.8, gt=0, le=1)
+    num_perm: int = Field(default=128, gt=0)
+    shingle: int = Field(default=5, gt=0, description="word n-gram size of the shingles")
+
+
+class DecontaminateSpec(Strict):
+    """Drop questions sharing a word n-gram with a benchmark test problem (open-r1 style)."""
+
+    benchmarks: list[str] = Field(
+        default_factory=lambda: ["math500", "gsm8k", "minerva_math", "olympiadbench", "aime24", "amc23", "theoremqa"]
+    )
+    ngram: int = Field(default=8, gt=0)
+    data_dir: str | None = Field(default=None, description="local <benchmark>/test.jsonl files instead of the Hub")
+
+
+class SelectSpec(Strict):
+    """Choose the final subset from the critiqued pool (see cftdata.quality.select)."""
+
+    strategy: str = "longest_critique"
+    n: int = Field(default=50_000, gt=0)
+    seed: int | None = Field(default=None, description="default: run.seed")
+    params: dict[str, Any] = Field(default_factory=dict, description="strategy parameters (trims, pool, ...)")
+
+
+class HubSpec(Strict):
+    """Push the finished build to the Hugging Face Hub."""
+
+    repo: str
+    config: str | None = None
+    private: bool = False
+    revision: str | None = None
 
 
 class OutputSpec(Strict):
     dir: str | None = Field(default=None, description="default: outputs/<name>")
-    format: Literal["alpaca", "messages", "prompt-completion"] = "alpaca"
+    format: str = Field(default="alpaca", description="alpaca, messages, prompt-completion, sft-alpaca")
     rows_per_file: int = Field(default=100_000, gt=0)
     provenance: bool = Field(default=True, description="keep id, source, models and verdict columns")
     system_prompt: str | None = Field(default=None, description="system turn for the messages formats")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        from cftdata.formats import FORMATS
+
+        if v not in FORMATS:
+            raise ValueError(f"unknown output format {v!r}; use one of {', '.join(FORMATS.names())}")
+        return v
 
 
 class CacheSpec(Strict):
@@ -133,6 +206,12 @@ class Recipe(Strict):
     respond: RespondSpec = Field(default_factory=RespondSpec)
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     verdict: VerdictSpec = Field(default_factory=VerdictSpec)
+    verify: VerifySpec | None = None
+    agreement: AgreementSpec | None = None
+    dedup: DedupSpec | None = None
+    decontaminate: DecontaminateSpec | None = None
+    select: SelectSpec | None = None
+    hub: HubSpec | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
     run: RunSpec = Field(default_factory=RunSpec)
@@ -185,10 +264,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``over`` into a copy of ``base``: mappings merge key by key, other values replace."""
+    """Merge ``over`` into a copy of ``base``: mappings merge key by key, other values replace, and ``null``
+    removes the key (so its default applies: ``params: null`` drops a base recipe's params)."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)

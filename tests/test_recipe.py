@@ -107,3 +107,10 @@ def test_missing_api_key_is_clear_before_any_work(tmp_path):
     res = run_cli("build", str(p), "--set", "respond.mode=existing", env={"OPENAI_API_KEY": ""})
     assert res.returncode == 2
     assert "OPENAI_API_KEY" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_extends_null_removes_a_base_key(tmp_path):
+    write(tmp_path, BASE + "select: {strategy: longest_critique, n: 5, params: {pool: 8}}\n", "base.yaml")
+    child = write(tmp_path, "extends: base.yaml\nname: c\nselect: {strategy: random, params: null}\n", "c.yaml")
+    r = load_recipe(child)
+    assert r.select.strategy == "random" and r.select.params == {} and r.select.n == 5

@@ -138,3 +138,25 @@ def test_hub_unreachable_is_a_clear_error(monkeypatch):
 
     with pytest.raises(SourceError, match="Could not load Hub dataset 'nobody/nothing-here'"):
         rows_of({"hub": "nobody/nothing-here"})
+
+
+def test_seeded_sample_is_uniform_deterministic_and_in_order(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text("".join(json.dumps({"question": f"q{i}"}) + "\n" for i in range(1000)))
+    a, _ = rows_of({"path": str(p), "sample": 50})
+    b, _ = rows_of({"path": str(p), "sample": 50})
+    assert [r["id"] for r in a] == [r["id"] for r in b] and len(a) == 50
+    idx = [json.loads(r["meta"])["index"] for r in a]
+    assert idx == sorted(idx) and idx[-1] > 500  # spread over the file, kept in source order
+    c = [r for shard in read_source(validate_recipe({"name": "t", "source": {"path": str(p), "sample": 50},
+                                                     "run": {"seed": 1}}), 1000) for r in shard.rows]
+    assert [r["id"] for r in c] != [r["id"] for r in a]
+
+
+def test_reservoir_sample_when_total_unknown():
+    from cftdata.sources import reservoir_sample
+
+    recs = ((i, {"question": str(i)}) for i in range(10_000))
+    out = list(reservoir_sample(recs, 100, seed=3))
+    assert len(out) == 100 and [i for i, _ in out] == sorted(i for i, _ in out)
+    assert out == list(reservoir_sample(((i, {"question": str(i)}) for i in range(10_000)), 100, seed=3))

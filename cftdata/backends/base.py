@@ -96,6 +96,9 @@ class Backend(ABC):
     name: ClassVar[str]
     #: Whether the backend is billed per token (used for cost estimates).
     paid: ClassVar[bool] = False
+    #: Rows per shard this backend wants at least (batch APIs: each call waits for whole batches, so a
+    #: shard should fill one). The pipeline raises ``run.shard_size`` to it.
+    min_shard_rows: ClassVar[int | None] = None
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec

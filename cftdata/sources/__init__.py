@@ -107,6 +107,17 @@ def read_local(path: Path) -> Records:
             index += 1
 
 
+def hub_num_rows(spec: SourceSpec, corpus: Corpus) -> int | None:
+    """The split's row count from the Hub's dataset info, when it is published (no data download)."""
+    try:
+        import datasets
+
+        info = datasets.load_dataset_builder(spec.hub, spec.config or corpus.hub_config, revision=spec.revision).info
+        return int(info.splits[spec.split].num_examples) if info.splits and spec.split in info.splits else None
+    except Exception:
+        return None
+
+
 def read_hub(spec: SourceSpec, corpus: Corpus) -> Records:
     """``datasets.load_dataset`` (streaming by default, so large corpora never load whole)."""
     try:
@@ -160,7 +171,7 @@ class SourceMapper:
         self.f_solution = spec.reference_solution or c.reference_solution
         self.f_answer = spec.answer or c.answer
         self.meta_fields = tuple(spec.meta) if spec.meta is not None else c.meta
-        self.max_chars = 200_000
+        self.max_chars = spec.max_chars
 
     def map(self, index: int, rec: dict[str, Any] | BadRecord) -> Row | Reject:
         rid = stable_id(self.label, index)
@@ -216,13 +227,68 @@ def iter_records(recipe: Recipe) -> Records:
     return read_hub(spec, CORPORA.get(spec.corpus))
 
 
-def read_source(recipe: Recipe, shard_size: int, limit: int | None = None) -> Iterator[StageOutput]:
-    """Canonical rows of the recipe's source, ``shard_size`` records per shard (rows + rejects)."""
+def count_records(recipe: Recipe) -> int | None:
+    """How many records the source holds: a cheap pass over local files, the Hub's info otherwise."""
+    spec = recipe.source
+    if spec.path:
+        total = 0
+        for file in _local_files(recipe.resolve_path(spec.path)):
+            if file.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                total += pq.ParquetFile(file).metadata.num_rows
+            elif file.suffix == ".jsonl":
+                with file.open("rb") as f:
+                    total += sum(1 for line in f if line.strip())
+            else:
+                return None
+        return total
+    return hub_num_rows(spec, CORPORA.get(spec.corpus))
+
+
+def index_sample(records: Records, total: int, n: int, seed: int) -> Records:
+    """A uniform sample of ``n`` of ``total`` records chosen by index up front: memory holds the indices only."""
+    import random
+
+    keep = set(random.Random(seed).sample(range(total), min(n, total)))
+    return ((i, rec) for i, rec in records if i in keep)
+
+
+def reservoir_sample(records: Records, n: int, seed: int) -> Records:
+    """A uniform sample of ``n`` records from a stream of unknown length (Algorithm R), in original order.
+    Memory holds ``n`` records, never the corpus."""
+    import random
+
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, Any]] = []
+    for seen, item in enumerate(records):
+        if seen < n:
+            reservoir.append(item)
+        else:
+            j = rng.randint(0, seen)
+            if j < n:
+                reservoir[j] = item
+    reservoir.sort(key=lambda item: item[0])
+    yield from reservoir
+
+
+def read_source(recipe: Recipe, shard_size: int, limit: int | None = None,
+                sample: int | None = None) -> Iterator[StageOutput]:
+    """Canonical rows of the recipe's source, ``shard_size`` records per shard (rows + rejects).
+
+    ``sample`` (or ``source.sample``) takes a seeded uniform sample first; ``limit`` then keeps the first N.
+    """
     mapper = SourceMapper(recipe)
     limit = limit or recipe.source.limit
+    sample = sample or recipe.source.sample
+    records = iter_records(recipe)
+    if sample:
+        total = count_records(recipe)
+        records = (index_sample(records, total, sample, recipe.run.seed) if total is not None
+                   else reservoir_sample(records, sample, recipe.run.seed))
     rows: list[Row] = []
     rejects: list[Reject] = []
-    for n, (index, rec) in enumerate(iter_records(recipe)):
+    for n, (index, rec) in enumerate(records):
         if limit is not None and n >= limit:
             break
         out = mapper.map(index, rec)

@@ -1,6 +1,14 @@
 """Pipeline stages (a registry: ``STAGES``), run in ``STAGE_ORDER`` over shards of rows."""
 
-from cftdata.stages import critique, respond, verdict  # noqa: F401  (registration side effects)
+from cftdata.stages import (  # noqa: F401  (registration side effects)
+    agreement,
+    critique,
+    decontaminate,
+    dedup,
+    respond,
+    verdict,
+    verify,
+)
 from cftdata.stages.base import STAGE_ORDER, STAGES, BuildContext, Stage
 
 __all__ = ["STAGES", "STAGE_ORDER", "BuildContext", "Stage"]

@@ -27,6 +27,10 @@ class CritiqueStage(Stage):
         "critique_output_tokens": pa.int64(),
     }
 
+    @classmethod
+    def enabled(cls, recipe) -> bool:
+        return recipe.teacher.backend != "none"
+
     def __init__(self, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.spec = ctx.recipe.teacher
@@ -36,6 +40,10 @@ class CritiqueStage(Stage):
 
     def render(self, row: Row) -> list[dict[str, str]]:
         return self.template.render(question=row["question"], response=row["response"])
+
+    @property
+    def min_shard_rows(self) -> int | None:
+        return self.caller.backend.min_shard_rows if self.caller else None
 
     def process(self, rows: list[Row]) -> StageOutput:
         if self.reuse:

@@ -37,6 +37,10 @@ class RespondStage(Stage):
             self.caller = open_caller(self.spec, ctx, self.name)
             self.fanout = self.spec.n
 
+    @property
+    def min_shard_rows(self) -> int | None:
+        return self.caller.backend.min_shard_rows if self.caller else None
+
     def process(self, rows: list[Row]) -> StageOutput:
         if self.caller is None:
             return self._existing(rows)

@@ -36,9 +36,15 @@ class VerdictStage(Stage):
     name = "verdict"
     columns = {"verdict": pa.string()}
 
+    @classmethod
+    def enabled(cls, recipe) -> bool:
+        return recipe.teacher.backend != "none"
+
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.counts: Counter = Counter()
+        keep = ctx.recipe.verdict.keep
+        self.keep = set(keep) if keep is not None else None
 
     def process(self, rows: list[Row]) -> StageOutput:
         out, rejects = [], []
@@ -50,6 +56,9 @@ class VerdictStage(Stage):
             if v == "unknown" and drop_unknown:
                 rejects.append(Reject(row["id"], self.name, "unknown_verdict",
                                       "no right/wrong after the last 'Conclusion'", new))
+            elif self.keep is not None and v not in self.keep:
+                rejects.append(Reject(row["id"], self.name, "verdict_filtered",
+                                      f"verdict {v!r} not in verdict.keep {sorted(self.keep)}", new))
             else:
                 out.append(new)
         self.ctx.reporter.advance(self.name, len(rows))

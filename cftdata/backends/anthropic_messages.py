@@ -1,0 +1,206 @@
+"""``anthropic``: the Anthropic Messages API (``POST /v1/messages``) through the ``anthropic`` SDK.
+
+Needs the ``anthropic`` extra. The key comes from ``ANTHROPIC_API_KEY`` (or the variable
+``api_key_env`` names); it is required only when ``base_url`` is unset (api.anthropic.com).
+
+How a rendered :class:`~cftdata.backends.base.Request` becomes a Messages call
+(:func:`message_params`, shared with the ``anthropic-batch`` backend):
+
+* ``system`` messages go to the top-level ``system`` parameter (several are joined by a blank line);
+* ``max_tokens`` is required by the API: the request's own, else ``options.default_max_tokens``,
+  else 1024;
+* ``stop`` becomes ``stop_sequences``; parameters the Messages API does not have (``seed``,
+  ``presence_penalty``, ``frequency_penalty``, ``logit_bias``, ``logprobs``, ...) are dropped with
+  one warning; anything else (``temperature``, ``top_p``, ``top_k``, ``thinking``...) is sent as is.
+
+Answers (:func:`result_from_message`): the text blocks joined; ``stop_reason`` end_turn /
+stop_sequence -> ``"stop"``, max_tokens / model_context_window_exceeded -> ``"length"``, refusal ->
+``"content_filter"``, tool_use -> ``"tool_calls"``; usage input / output tokens.
+
+Failures are classified by exception type and status, never by message text: 429 -> rate limited
+(``retry-after`` honoured), 529 overloaded / other 5xx / connection / timeout / 408 -> retried,
+other 4xx -> that row fails fast as ``http_<status>``. Error details hold the status and the
+server's message only: never the request headers, so never the key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from cftdata.backends.base import BACKENDS, Request, Result, api_key_from_env
+from cftdata.backends.limits import parse_retry_after
+from cftdata.backends.online import OnlineBackend, Retryable
+
+log = logging.getLogger("cftdata.backends.anthropic")
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_MAX_TOKENS = 1024
+
+#: OpenAI-style sampling parameters the Messages API rejects; dropped (with one warning).
+UNSUPPORTED_PARAMS = frozenset({
+    "seed", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "n",
+    "response_format", "reasoning_effort", "max_completion_tokens", "min_p", "repetition_penalty",
+})
+
+#: Messages API ``stop_reason`` -> the OpenAI-style ``finish_reason`` the rest of cftdata uses.
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
+    "tool_use": "tool_calls",
+}
+
+#: Anthropic rate-limit headers -> the ``x-ratelimit-*`` names the RateLimiter reads.
+_LIMIT_HEADERS = {
+    "anthropic-ratelimit-requests-limit": "x-ratelimit-limit-requests",
+    "anthropic-ratelimit-tokens-limit": "x-ratelimit-limit-tokens",
+}
+
+_warned: set[str] = set()
+
+
+def anthropic_namespace(base_url: str | None) -> str:
+    """Cache namespace shared by ``anthropic`` and ``anthropic-batch`` (their answers are interchangeable)."""
+    return f"anthropic:{(base_url or DEFAULT_BASE_URL).rstrip('/')}"
+
+
+def message_params(request: Request, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
+    """The full Messages API body for one request (what a batch item's ``params`` holds)."""
+    system = [c for r, c in request.messages if r == "system"]
+    messages = [{"role": r, "content": c} for r, c in request.messages if r != "system"]
+    params = dict(request.param_dict)
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": int(params.pop("max_tokens", None) or default_max_tokens),
+        "messages": messages,
+    }
+    if system:
+        body["system"] = "\n\n".join(system)
+    stop = params.pop("stop", None)
+    if stop:
+        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    dropped = sorted(k for k in params if k in UNSUPPORTED_PARAMS)
+    for k in dropped:
+        params.pop(k)
+        if k not in _warned:
+            _warned.add(k)
+            log.warning("The Anthropic Messages API has no parameter %r; it is not sent.", k)
+    body.update(params)
+    return body
+
+
+def result_from_message(message: Any) -> Result:
+    """A :class:`Result` from an SDK ``Message`` (or a plain dict in the same shape)."""
+    get = message.get if isinstance(message, dict) else lambda k, d=None: getattr(message, k, d)
+    parts = []
+    for block in get("content") or []:
+        btype = block.get("type") if isinstance(block, dict) else getattr(block, "type", None)
+        if btype == "text":
+            parts.append(block["text"] if isinstance(block, dict) else block.text)
+    stop = get("stop_reason")
+    usage = get("usage")
+    uget = (usage.get if isinstance(usage, dict) else lambda k, d=None: getattr(usage, k, d)) if usage else None
+    return Result(
+        text="".join(parts),
+        finish_reason=FINISH_REASONS.get(stop, stop),
+        input_tokens=int((uget("input_tokens") or 0) if uget else 0),
+        output_tokens=int((uget("output_tokens") or 0) if uget else 0),
+    )
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` masked (servers may echo the key in messages)."""
+    return text.replace(secret, "***") if secret and len(secret) >= 4 else text
+
+
+def status_detail(e: Any, secret: str | None = None) -> str:
+    """Status and the server's message, never the request (its headers hold the key); key masked."""
+    body = getattr(e, "body", None)
+    msg = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        msg = err.get("message") if isinstance(err, dict) else body.get("message")
+    return redact(f"HTTP {e.status_code}: {msg or type(e).__name__}", secret)[:1000]
+
+
+def _limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Response headers plus the ``x-ratelimit-limit-*`` aliases of Anthropic's own limit headers."""
+    out = dict(headers)
+    for src, dst in _LIMIT_HEADERS.items():
+        if src in out and dst not in out:
+            out[dst] = out[src]
+    return out
+
+
+@BACKENDS.register("anthropic")
+class AnthropicMessagesBackend(OnlineBackend):
+    """Claude models over the Messages API, one HTTP request per row (see the module docstring)."""
+
+    name = "anthropic"
+    paid = True
+
+    def __init__(self, spec) -> None:
+        super().__init__(spec)
+        self._api_key = api_key_from_env(spec, "ANTHROPIC_API_KEY", required=spec.base_url is None)
+        self._default_max_tokens = int(spec.options.get("default_max_tokens", DEFAULT_MAX_TOKENS))
+        self._client = None
+
+    @property
+    def cache_namespace(self) -> str:
+        return anthropic_namespace(self.spec.base_url)
+
+    def _get_client(self):
+        if self._client is None:
+            try:
+                import anthropic
+            except ImportError:  # pragma: no cover - depends on the environment
+                from cftdata.errors import BackendConfigError
+
+                raise BackendConfigError(
+                    "The anthropic backend needs the anthropic SDK: pip install -e '.[anthropic]'."
+                ) from None
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._api_key or "EMPTY",
+                base_url=(self.spec.base_url or DEFAULT_BASE_URL).rstrip("/"),
+                max_retries=0,
+                timeout=self.spec.timeout_s,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def send(self, request: Request) -> tuple[Result, Mapping[str, str] | None]:
+        import anthropic
+
+        client = self._get_client()
+        key = self._api_key
+        body = message_params(request, self._default_max_tokens)
+        kwargs = {k: body.pop(k) for k in ("model", "max_tokens", "messages", "system", "stop_sequences") if k in body}
+        try:
+            raw = await client.messages.with_raw_response.create(**kwargs, extra_body=body or None)
+        except anthropic.RateLimitError as e:
+            headers = _limit_headers(e.response.headers)
+            raise Retryable("rate_limited", status_detail(e, key), parse_retry_after(headers), headers) from None
+        except anthropic.InternalServerError as e:  # 5xx, 529 overloaded included
+            raise Retryable("server_error", status_detail(e, key), parse_retry_after(dict(e.response.headers))) from None
+        except anthropic.APITimeoutError:
+            raise Retryable("timeout", "request timed out") from None
+        except anthropic.APIConnectionError as e:
+            raise Retryable("connection", type(e.__cause__ or e).__name__) from None
+        except anthropic.APIStatusError as e:
+            if e.status_code == 408:
+                raise Retryable("timeout", status_detail(e, key)) from None
+            return Result(error=f"http_{e.status_code}", error_detail=status_detail(e, key)), _limit_headers(e.response.headers)
+        headers = _limit_headers(raw.headers)
+        try:
+            result = result_from_message(await raw.parse())
+        except Exception as e:  # the body was not a Message
+            raise Retryable("server_error", f"unparseable response: {type(e).__name__}") from None
+        return result, headers
