@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from cftdata import __version__
 from cftdata.backends.cache import RequestCache, default_cache_dir
 from cftdata.formats import Formatter
+from cftdata.interop import llamafactory_entry
 from cftdata.progress import Reporter
 from cftdata.recipe import Recipe
 from cftdata.rows import CANONICAL_KEYS
@@ -298,9 +299,14 @@ class Build:
 
         (self.staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         (self.staging / "README.md").write_text(render_card(manifest), encoding="utf-8")
+        names = ["data", "rejects.parquet", "manifest.json", "README.md"]
+        entry = llamafactory_entry(self.recipe.name, self.recipe.output.format)
+        if entry is not None:
+            (self.staging / "dataset_info.json").write_text(json.dumps(entry, indent=2))
+            names.append("dataset_info.json")
         shutil.rmtree(self.staging / "pool")
         (self.staging / "progress.json").unlink(missing_ok=True)
-        for name in ("data", "rejects.parquet", "manifest.json", "README.md"):
+        for name in names:
             target = self.out_dir / name
             if target.is_dir():
                 shutil.rmtree(target)

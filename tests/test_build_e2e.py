@@ -38,7 +38,8 @@ def quickstart(tmp_path_factory):
 
 def test_quickstart_output_is_the_papers_alpaca_format(quickstart):
     out = quickstart["out"]
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "data", "manifest.json", "rejects.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "data", "dataset_info.json", "manifest.json",
+                                                     "rejects.parquet"]
     df = pl.read_parquet(out / "data" / "*.parquet")
     rejects = pl.read_parquet(out / "rejects.parquet")
     manifest = json.loads((out / "manifest.json").read_text())

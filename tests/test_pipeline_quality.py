@@ -124,3 +124,14 @@ def test_unknown_selection_parameter_exits_2(source, tmp_path, shared_data):
                               "select": {"strategy": "longest_critique", "n": 2, "params": {"pooll": 3}}}))
     res = run_cli("build", str(rp))
     assert res.returncode == 2 and "pooll" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_llamafactory_dataset_info_entry(source, tmp_path, shared_data):
+    """Checked against LLaMA-Factory's documented dataset_info.json format (data/README.md there)."""
+    res = build(recipe(source, tmp_path, shared_data))
+    info = json.loads((res.output_dir / "dataset_info.json").read_text())
+    entry = info["q"]
+    assert entry["formatting"] == "alpaca" and entry["file_name"] == "data"
+    assert entry["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}
+    df = pl.read_parquet(res.output_dir / entry["file_name"] / "*.parquet")
+    assert set(entry["columns"].values()) <= set(df.columns)

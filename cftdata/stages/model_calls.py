@@ -9,8 +9,26 @@ from cftdata.stages.base import BuildContext
 
 
 def open_caller(spec: ModelSpec, ctx: BuildContext, label: str) -> ModelCaller:
+    """A cached caller whose progress (rows, calls, cache hits, in flight, 429s, tokens, dollars) is shown."""
+    from cftdata.pricing import cost_usd
+
     backend = make_backend(spec)
-    return ModelCaller(backend, ctx.cache, on_progress=lambda n: ctx.reporter.advance(label, n))
+    caller: ModelCaller
+
+    def progress(n: int) -> None:
+        st = caller.stats
+        b = backend.stats()
+        limiter = getattr(backend, "limiter", None)
+        cost = cost_usd(spec, st.input_tokens, st.output_tokens)
+        ctx.reporter.advance(label, n, {
+            "calls": st.calls, "cached": st.cache_hits,
+            "in flight": limiter.in_flight if limiter is not None else None,
+            "429s": b.get("rate_limited"), "retries": b.get("retries"),
+            "tokens": st.input_tokens + st.output_tokens, "$": f"{cost:.4f}" if cost is not None else None,
+        })
+
+    caller = ModelCaller(backend, ctx.cache, on_progress=progress)
+    return caller
 
 
 def result_problem(result: Result) -> tuple[str, str] | None:
