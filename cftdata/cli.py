@@ -94,6 +94,12 @@ def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, 
     click.echo(f"built {result.output_dir}: {result.rows} rows, {result.rejected} rejected "
                f"(rejects.parquet), verdicts {json.dumps(verdicts)}, model calls {calls} "
                f"(+{hits} from cache), {m['seconds']} s")
+    if rec.hub is not None:
+        from cftdata.publish import push_build
+
+        pushed = push_build(result.output_dir, rec.hub.repo, config=rec.hub.config, private=rec.hub.private,
+                            revision=rec.hub.revision)
+        click.echo(f"pushed to {pushed.url} (config {pushed.config}, revision {pushed.revision})")
     return result
 
 

@@ -1,0 +1,38 @@
+"""Data-quality algorithms for CFT datasets, as a library the pipeline stages wrap.
+
+* :mod:`~cftdata.quality.normalize`: question normalization, word tokens, vectorized n-gram hashes.
+* :mod:`~cftdata.quality.dedup`: :class:`Deduplicator`, streaming exact + MinHash-LSH near dedup
+  (first occurrence wins; fed shard by shard; bounded per-row index).
+* :mod:`~cftdata.quality.decontaminate`: :class:`Decontaminator`, 8-gram overlap against benchmark
+  test sets (:data:`BENCHMARKS`, :func:`load_benchmark`).
+* :mod:`~cftdata.quality.select`: selection strategies (:data:`SELECTORS`, :func:`select`):
+  ``random``, ``longest_critique`` (the paper's), ``balanced_verdict``, ``length_matched``.
+
+Selection lives in its submodule (``from cftdata.quality.select import select, SELECTORS``) so
+that importing dedup/decontamination does not load polars; ``datasets`` is imported only when a
+benchmark is loaded from the Hub.
+"""
+
+from __future__ import annotations
+
+from cftdata.quality.decontaminate import (
+    BENCHMARKS,
+    DEFAULT_BENCHMARKS,
+    BenchmarkSpec,
+    Decontaminator,
+    load_benchmark,
+)
+from cftdata.quality.dedup import Deduplicator, optimal_bands
+from cftdata.quality.normalize import normalize_text, word_tokens
+
+__all__ = [
+    "BENCHMARKS",
+    "DEFAULT_BENCHMARKS",
+    "BenchmarkSpec",
+    "Decontaminator",
+    "Deduplicator",
+    "load_benchmark",
+    "normalize_text",
+    "optimal_bands",
+    "word_tokens",
+]

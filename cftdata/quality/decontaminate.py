@@ -1,0 +1,342 @@
+"""Benchmark decontamination: word n-gram overlap between training questions and benchmark problems.
+
+The rule follows open-r1's ``scripts/decontaminate.py``: a training question is contaminated if it
+shares any word 8-gram with a benchmark problem. Texts are normalized with
+:func:`~cftdata.quality.normalize.normalize_text` and tokenized with
+:func:`~cftdata.quality.normalize.word_tokens` on both sides, so LaTeX spacing, case and
+punctuation differences do not hide a copy. A benchmark problem shorter than ``ngram`` tokens has
+no n-gram: it is matched as a whole (its full token sequence appearing contiguously in a training
+question), provided it has at least ``min_short_tokens`` tokens; shorter problems are ignored
+(too generic to be evidence) and counted in ``stats()["benchmark_problems_ignored"]``.
+
+Benchmarks are described by :data:`BENCHMARKS`, a registry of :class:`BenchmarkSpec` (Hub id,
+config, split and question field; local file name and field). :func:`load_benchmark` reads a local
+JSONL copy when given a path, else the Hub via ``datasets.load_dataset`` (imported lazily).
+
+The index holds only the benchmarks' n-gram hashes (8 bytes each plus a small owner array, about
+200K n-grams for all seven benchmarks), so memory does not grow with the training data;
+:meth:`Decontaminator.check` is stateless apart from counters and works shard by shard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cftdata.errors import CftdataError
+from cftdata.quality.normalize import (
+    TokenHasher,
+    hash_windows,
+    ngram_hashes,
+    normalize_text,
+    token_hashes,
+    word_tokens,
+)
+from cftdata.registry import Registry
+
+__all__ = [
+    "BENCHMARKS",
+    "DEFAULT_BENCHMARKS",
+    "BenchmarkSpec",
+    "Decontaminator",
+    "load_benchmark",
+]
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Where a benchmark's test problems live, on the Hub and in a local JSONL copy."""
+
+    name: str
+    hub_id: str
+    hub_split: str
+    hub_field: str
+    hub_config: str | None = None
+    local_file: str = "test.jsonl"
+    local_field: str = "problem"
+    description: str = ""
+
+    @property
+    def local_path(self) -> str:
+        """Path of the local copy relative to a data root: ``<name>/<local_file>``."""
+        return f"{self.name}/{self.local_file}"
+
+
+#: Benchmark specs by name. Local copies follow ``<data_root>/<name>/test.jsonl`` (see the shared
+#: data README); Hub ids are the ones evaluation harnesses load.
+BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
+
+for _spec in (
+    BenchmarkSpec("math500", "HuggingFaceH4/MATH-500", "test", "problem", description="MATH-500 (500)"),
+    BenchmarkSpec("gsm8k", "openai/gsm8k", "test", "question", "main", local_field="question",
+                  description="GSM8K test (1319)"),
+    BenchmarkSpec("minerva_math", "math-ai/minervamath", "test", "question", description="Minerva-Math (272)"),
+    BenchmarkSpec("olympiadbench", "Hothan/OlympiadBench", "train", "question", "OE_TO_maths_en_COMP",
+                  local_field="question",
+                  description="OlympiadBench, open-ended text-only English math (675 local / 674 Hub)"),
+    BenchmarkSpec("aime24", "HuggingFaceH4/aime_2024", "train", "problem", description="AIME 2024 (30)"),
+    BenchmarkSpec("amc23", "math-ai/amc23", "test", "question", description="AMC 2023 (40)"),
+    BenchmarkSpec("theoremqa", "TIGER-Lab/TheoremQA", "test", "Question", description="TheoremQA (800)"),
+):  # fmt: skip
+    BENCHMARKS.add(_spec.name, _spec)
+
+#: The seven benchmarks of the CFT paper's tables, in report order.
+DEFAULT_BENCHMARKS: tuple[str, ...] = (
+    "math500", "gsm8k", "minerva_math", "olympiadbench", "aime24", "amc23", "theoremqa",
+)  # fmt: skip
+
+
+def _resolve_local(spec: BenchmarkSpec, path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        for candidate in (p / spec.name / spec.local_file, p / spec.local_file):
+            if candidate.is_file():
+                return candidate
+        raise CftdataError(
+            f"Benchmark {spec.name!r}: no {spec.local_path} or {spec.local_file} under directory {p}."
+        )
+    if not p.is_file():
+        raise CftdataError(f"Benchmark {spec.name!r}: file {p} does not exist.")
+    return p
+
+
+def load_benchmark(name: str, path: str | Path | None = None) -> list[str]:
+    """The problem texts of benchmark ``name`` (a key of :data:`BENCHMARKS`).
+
+    ``path`` may be a JSONL file, a directory holding ``<name>/test.jsonl`` (a data root such as
+    ``shared/data``) or one holding ``test.jsonl``. Each line is an object whose question field is
+    the spec's ``local_field`` (the Hub field name is accepted too). Without ``path`` the split is
+    loaded from the Hugging Face Hub with ``datasets.load_dataset`` (needs network or a cache).
+    Empty and missing problems are skipped.
+    """
+    spec = BENCHMARKS.get(name)
+    if path is not None:
+        file = _resolve_local(spec, path)
+        problems: list[str] = []
+        with file.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise CftdataError(
+                        f"Benchmark {name!r}: {file}:{lineno} is not JSON ({exc.msg})."
+                    ) from None
+                text = record.get(spec.local_field, record.get(spec.hub_field))
+                if isinstance(text, str) and text.strip():
+                    problems.append(text)
+        if not problems:
+            raise CftdataError(f"Benchmark {name!r}: no {spec.local_field!r} field with text in {file}.")
+        return problems
+    try:
+        from datasets import load_dataset
+    except ImportError as exc:  # pragma: no cover - datasets is a core dependency
+        raise CftdataError("Loading benchmarks from the Hub needs the 'datasets' package.") from exc
+    try:
+        ds = load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
+    except Exception as exc:  # network, auth, renamed dataset: say which benchmark and how to work around
+        raise CftdataError(
+            f"Benchmark {name!r}: could not load {spec.hub_id}"
+            f"{'/' + spec.hub_config if spec.hub_config else ''} split {spec.hub_split!r} from the Hub "
+            f"({type(exc).__name__}: {exc}). Pass a local JSONL path instead."
+        ) from exc
+    if spec.hub_field not in ds.column_names:
+        raise CftdataError(
+            f"Benchmark {name!r}: {spec.hub_id} has no column {spec.hub_field!r} (columns: {ds.column_names})."
+        )
+    return [t for t in ds[spec.hub_field] if isinstance(t, str) and t.strip()]
+
+
+_FILTER_BITS = 22
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Sorted n-gram hashes of one length with their benchmark numbers, plus optional prefilters."""
+
+    keys: np.ndarray
+    owners: np.ndarray
+    filter: np.ndarray | None
+    first_tokens: np.ndarray | None
+
+
+class Decontaminator:
+    """Flags training questions that share a word n-gram with a benchmark problem.
+
+    Build it from problem texts (``Decontaminator({"math500": [...], ...})``) or with
+    :meth:`from_benchmarks`, then call :meth:`check` per shard. Each hit reports the benchmark
+    (the first one, in construction order, that contains the n-gram) and the matching n-gram as
+    normalized tokens joined by spaces.
+
+    Args:
+        benchmarks: benchmark name -> problem texts.
+        ngram: n-gram size in words (8, as open-r1).
+        min_short_tokens: benchmark problems with fewer than ``ngram`` tokens are matched whole
+            if they have at least this many tokens, and ignored otherwise.
+    """
+
+    def __init__(
+        self, benchmarks: Mapping[str, Iterable[str]], ngram: int = 8, min_short_tokens: int = 4
+    ) -> None:
+        if ngram < 1:
+            raise ValueError(f"ngram must be >= 1, got {ngram}")
+        if min_short_tokens < 1:
+            raise ValueError(f"min_short_tokens must be >= 1, got {min_short_tokens}")
+        self.ngram = ngram
+        self.min_short_tokens = min_short_tokens
+        self.names: list[str] = list(benchmarks)
+        if not self.names:
+            raise ValueError("Decontaminator needs at least one benchmark")
+        self._hasher = TokenHasher()
+        # One sorted (hash -> benchmark number) table per n-gram length: `ngram`, plus the lengths
+        # of short problems matched whole.
+        self._tables: dict[int, _Table] = {}
+        self._problems: dict[str, int] = {}
+        self._ignored = 0
+        per_len: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        short_first: dict[int, list[str]] = {}  # first token of the short problems, by length
+        for b, name in enumerate(self.names):
+            normalized = [normalize_text(t) for t in benchmarks[name]]
+            self._problems[name] = len(normalized)
+            hashes, _ = ngram_hashes(normalized, ngram, hasher=self._hasher, short="skip")
+            hs, owners = per_len.setdefault(ngram, ([], []))
+            hs.append(hashes)
+            owners.append(np.full(len(hashes), b, dtype=np.int16))
+            for text in normalized:
+                toks = word_tokens(text, normalized=True)
+                k = len(toks)
+                if k >= ngram:
+                    continue
+                if k < min_short_tokens:
+                    self._ignored += 1
+                    continue
+                h, _ = ngram_hashes([text], k, hasher=self._hasher, short="skip")
+                hs, owners = per_len.setdefault(k, ([], []))
+                hs.append(h)
+                owners.append(np.full(len(h), b, dtype=np.int16))
+                short_first.setdefault(k, []).append(toks[0])
+        for k, (hs, owners) in per_len.items():
+            keys = np.concatenate(hs) if hs else np.zeros(0, dtype=np.uint64)
+            own = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int16)
+            # Keep the first benchmark (construction order) for an n-gram several of them contain.
+            order = np.lexsort((own, keys))
+            keys, own = keys[order], own[order]
+            first = np.ones(len(keys), dtype=bool)
+            first[1:] = keys[1:] != keys[:-1]
+            keys, own = keys[first], own[first]
+            # Large tables get a 4 MB presence filter on the hash's top bits, so most training
+            # n-grams are rejected by one array read instead of a binary search.
+            filt = None
+            if len(keys) > 4096:
+                filt = np.zeros(1 << _FILTER_BITS, dtype=bool)
+                filt[keys >> np.uint64(64 - _FILTER_BITS)] = True
+            firsts = np.unique(self._hasher.hash_flat(short_first[k])) if k in short_first else None
+            self._tables[k] = _Table(keys, own, filt, firsts)
+        self._n_checked = 0
+        self._n_contaminated = 0
+        self._per_benchmark = dict.fromkeys(self.names, 0)
+
+    @classmethod
+    def from_benchmarks(
+        cls,
+        names: Sequence[str] = DEFAULT_BENCHMARKS,
+        data_dir: str | Path | None = None,
+        paths: Mapping[str, str | Path] | None = None,
+        ngram: int = 8,
+        min_short_tokens: int = 4,
+    ) -> Decontaminator:
+        """Load benchmarks by name: from ``paths[name]``, else from ``data_dir`` (a data root with
+        ``<name>/test.jsonl``), else from the Hub (see :func:`load_benchmark`)."""
+        paths = dict(paths or {})
+        unknown = set(paths) - set(names)
+        if unknown:
+            raise CftdataError(f"Paths given for benchmarks not selected: {', '.join(sorted(unknown))}.")
+        texts = {name: load_benchmark(name, paths.get(name, data_dir)) for name in names}
+        return cls(texts, ngram=ngram, min_short_tokens=min_short_tokens)
+
+    def check(self, ids: Sequence[str], texts: Sequence[str | None]) -> list[tuple[str, str] | None]:
+        """Per row: ``None`` if clean, else ``(benchmark name, matching n-gram)``.
+
+        The reported n-gram is the first matching one in the training question (normalized
+        tokens joined by spaces). ``ids`` are only used to check the shard's shape; ``None`` texts
+        count as empty.
+        """
+        if len(ids) != len(texts):
+            raise ValueError(f"ids and texts differ in length ({len(ids)} vs {len(texts)})")
+        n = len(texts)
+        if n == 0:
+            return []
+        normalized = [normalize_text(t) if t else "" for t in texts]
+        # Per row: (token position, n-gram length, benchmark number) of the earliest hit.
+        best_pos = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        best_len = np.zeros(n, dtype=np.int64)
+        best_owner = np.full(n, -1, dtype=np.int64)
+        flat, lengths = token_hashes(normalized, "word", self._hasher)
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)  # text of each token
+        end_of = starts[1:][row_of]  # end (exclusive) of the text of each token
+        for k, table in self._tables.items():
+            if len(table.keys) == 0:
+                continue
+            if table.first_tokens is None:
+                pos = np.flatnonzero(np.arange(len(flat), dtype=np.int64) + k <= end_of)
+            else:  # short problems: only windows starting with one of their first tokens
+                pos = np.flatnonzero(np.isin(flat, table.first_tokens))
+                pos = pos[pos + k <= end_of[pos]]
+            if len(pos) == 0:
+                continue
+            hashes = hash_windows(flat, pos, k)
+            if table.filter is not None:
+                keep = table.filter[hashes >> np.uint64(64 - _FILTER_BITS)]
+                pos, hashes = pos[keep], hashes[keep]
+            j = np.searchsorted(table.keys, hashes)
+            np.minimum(j, len(table.keys) - 1, out=j)
+            hit = table.keys[j] == hashes
+            pos, j = pos[hit], j[hit]
+            if len(pos) == 0:
+                continue
+            # Earliest hit per row (pos is ascending, so the first per row); on a tie between
+            # tables the one visited first (the full n-gram table) wins.
+            row = row_of[pos]
+            first = np.ones(len(row), dtype=bool)
+            first[1:] = row[1:] != row[:-1]
+            row, tok_pos, j = row[first], pos[first] - starts[row[first]], j[first]
+            better = tok_pos < best_pos[row]
+            row, tok_pos, j = row[better], tok_pos[better], j[better]
+            best_pos[row] = tok_pos
+            best_len[row] = k
+            best_owner[row] = table.owners[j]
+        out: list[tuple[str, str] | None] = [None] * n
+        for i in np.flatnonzero(best_owner >= 0):
+            toks = word_tokens(normalized[i], normalized=True)
+            p, k = int(best_pos[i]), int(best_len[i])
+            name = self.names[int(best_owner[i])]
+            out[i] = (name, " ".join(toks[p : p + k]))
+            self._per_benchmark[name] += 1
+        self._n_checked += n
+        self._n_contaminated += int(np.count_nonzero(best_owner >= 0))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Counts so far (checked, contaminated, per benchmark) and the index size."""
+        index_bytes = sum(
+            t.keys.nbytes + t.owners.nbytes + (t.filter.nbytes if t.filter is not None else 0)
+            for t in self._tables.values()
+        )
+        return {
+            "ngram": self.ngram,
+            "checked": self._n_checked,
+            "contaminated": self._n_contaminated,
+            "contaminated_by_benchmark": dict(self._per_benchmark),
+            "benchmark_problems": dict(self._problems),
+            "benchmark_problems_ignored": self._ignored,
+            "index_ngrams": sum(len(t.keys) for t in self._tables.values()),
+            "index_bytes": index_bytes,
+        }
