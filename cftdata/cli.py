@@ -97,8 +97,7 @@ def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, 
     if rec.hub is not None:
         from cftdata.publish import push_build
 
-        pushed = push_build(result.output_dir, rec.hub.repo, config=rec.hub.config, private=rec.hub.private,
-                            revision=rec.hub.revision)
+        pushed = push_build(result.output_dir, **rec.hub.model_dump())
         click.echo(f"pushed to {pushed.url} (config {pushed.config}, revision {pushed.revision})")
     return result
 
@@ -117,6 +116,16 @@ def _print_estimate(est: dict) -> None:
             click.echo(f"--- first {role} prompt ---")
             for m in msgs:
                 click.echo(f"[{m['role']}] {m['content'][:1500]}")
+
+
+def _register_commands() -> None:
+    """Commands from packages that import only click at module level (heavy imports happen inside them)."""
+    from cftdata.publish.commands import push
+
+    main.add_command(push)
+
+
+_register_commands()
 
 
 if __name__ == "__main__":

@@ -291,7 +291,22 @@ class Build:
             "seconds": round(seconds, 2),
             "cache": str(cache_dir) if self.recipe.cache.enabled else None,
             "files": ["data/" + f.name for f in files] + ["rejects.parquet"],
+            "prompts": self._prompts(),
         }
+
+    def _prompts(self) -> dict[str, dict[str, str]]:
+        """The exact prompt templates used (custom template files included), for the card."""
+        from cftdata.prompts import CRITIQUE_PROMPTS, SOLVE_PROMPTS, resolve_prompt
+
+        out = {}
+        r = self.recipe
+        if r.teacher.backend not in ("existing", "none"):
+            t = resolve_prompt(r.teacher.prompt, CRITIQUE_PROMPTS, r.resolve_path)
+            out["teacher"] = {"name": r.teacher.prompt, "system": t.system, "user": t.user}
+        if r.respond.mode == "generate":
+            t = resolve_prompt(r.respond.prompt, SOLVE_PROMPTS, r.resolve_path)
+            out["respond"] = {"name": r.respond.prompt, "system": t.system, "user": t.user}
+        return out
 
     def _publish(self, files: list[Path], manifest: dict[str, Any]) -> None:
         """Write manifest and card into staging, then swap staging's content into the build folder."""

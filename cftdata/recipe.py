@@ -167,6 +167,14 @@ class HubSpec(Strict):
     config: str | None = None
     private: bool = False
     revision: str | None = None
+    include_rejects: bool = False
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_id(cls, v: str) -> str:
+        from cftdata.publish.push import check_repo_id
+
+        return check_repo_id(v)
 
 
 class OutputSpec(Strict):
