@@ -392,3 +392,24 @@ def test_dry_run_without_a_reachable_hub_writes_a_fresh_card(hub, tmp_path):
     assert r.returncode == 0 and "not merged" in r.stderr, r.stderr
     assert sorted(tree_digest(tmp_path / "dry")) == ["README.md", "cftdata_manifest.json",
                                                      "data/train-00000-of-00001.parquet"]
+
+
+def test_recipe_hub_section_pushes_at_the_end_of_a_build(hub, tmp_path):
+    """`hub:` in a recipe: `cftdata build` pushes the finished build; load_dataset reads it back."""
+    src = tmp_path / "cft.jsonl"
+    src.write_text("".join(json.dumps({"question": f"What is {i}+{i}?", "response": f"{2 * i}",
+                                       "critique": f"Correct.\nConclusion: right [END] {i}"}) + "\n"
+                           for i in range(5)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({
+        "name": "hubbed", "source": {"path": str(src), "response": "response"},
+        "teacher": {"backend": "existing", "model": "published"},
+        "output": {"dir": str(tmp_path / "out")},
+        "hub": {"repo": "cft-org/recipe-push", "config": "small"},
+    }))
+    res = subprocess.run([sys.executable, "-m", "cftdata.cli", "build", str(recipe), "-q"], cwd=ROOT,
+                         capture_output=True, text=True, env=client_env(hub, tmp_path), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "pushed to" in res.stdout and "config small" in res.stdout
+    rows = load_from_hub(hub, tmp_path, [("small", "cft-org/recipe-push", "small", False)])["small"]
+    assert len(rows) == 5 and rows[0]["instruction"].startswith("Please critique")
