@@ -121,8 +121,10 @@ def _print_estimate(est: dict) -> None:
 def _register_commands() -> None:
     """Commands from packages that import only click at module level (heavy imports happen inside them)."""
     from cftdata.publish.commands import push
+    from cftdata.report.commands import diff, inspect, status
 
-    main.add_command(push)
+    for command in (push, inspect, diff, status):
+        main.add_command(command)
 
 
 _register_commands()

@@ -249,8 +249,14 @@ class Build:
         writer.write(rejects)
 
     def _write_progress(self, shards_done: int) -> None:
+        """``.staging/progress.json``: what ``cftdata status`` reads for a running or interrupted build."""
+        import os
+
         state = {"status": "running", "shards_done": shards_done,
-                 "counts": {k: v.as_dict() for k, v in self.counts.items()}, "updated": time.time()}
+                 "counts": {k: v.as_dict() for k, v in self.counts.items()}, "updated": time.time(),
+                 "pid": os.getpid(), "recipe_file": self.recipe_file, "overrides": list(self.overrides),
+                 "limit": self.limit, "sample": self.sample, "shard_size": self.recipe.run.shard_size,
+                 "recipe": self.recipe.resolved_dict()}
         (self.staging / "progress.json").write_text(json.dumps(state, indent=1))
 
     # -- manifest and publishing -------------------------------------------------------------------
@@ -279,6 +285,8 @@ class Build:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "recipe_file": self.recipe_file,
             "overrides": list(self.overrides),
+            "limit": self.limit,
+            "sample": self.sample,
             "recipe": self.recipe.resolved_dict(),
             "versions": package_versions(),
             "counts": {k: v.as_dict() for k, v in self.counts.items()},
