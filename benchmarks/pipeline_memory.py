@@ -23,8 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-WORDS = ("triangle circle integer prime sum product area angle length polynomial root digit fraction ratio "
-         "probability sequence term function value equation square cube number rectangle perimeter").split()
+WORDS = ["triangle", "circle", "integer", "prime", "sum", "product", "area", "angle", "length", "polynomial", "root", "digit", "fraction", "ratio", "probability", "sequence", "term", "function", "value", "equation", "square", "cube", "number", "rectangle", "perimeter"]
 
 
 def make_corpus(path: Path, n: int, seed: int = 0) -> None:

@@ -122,8 +122,9 @@ def _register_commands() -> None:
     """Commands from packages that import only click at module level (heavy imports happen inside them)."""
     from cftdata.publish.commands import push
     from cftdata.report.commands import diff, inspect, status
+    from cftdata.train.commands import eval_cmd, select_checkpoint, train
 
-    for command in (push, inspect, diff, status):
+    for command in (push, inspect, diff, status, train, eval_cmd, select_checkpoint):
         main.add_command(command)
 
 

@@ -1,0 +1,188 @@
+"""Click commands of the trainer extra: ``train``, ``eval`` and ``select-checkpoint``.
+
+Only click and the standard library are imported here: torch, transformers and TRL load inside the
+command functions, so ``cftdata --help`` stays instant and the data pipeline never pays for them.
+Registered on the main group in ``cftdata/cli.py``::
+
+    from cftdata.train.commands import eval_cmd, select_checkpoint, train
+    main.add_command(train)
+    main.add_command(eval_cmd)
+    main.add_command(select_checkpoint)
+
+User errors raise :class:`cftdata.errors.CftdataError` (one paragraph, exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["eval_cmd", "require_extra", "select_checkpoint", "train"]
+
+_BACKENDS = click.Choice(["auto", "local", "transformers", "vllm"])
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            stream=sys.stderr)
+
+
+def require_extra(*modules: str) -> None:
+    """Raise a one-paragraph CftdataError naming the install line when the train extra is missing."""
+    import importlib.util
+
+    from cftdata.errors import CftdataError
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise CftdataError(
+            f"This command needs the train extra ({', '.join(missing)} not installed). On a CPU machine: "
+            "pip install torch==2.13.0 && pip install -e '.[train]'; on GPU machines install the CUDA build of "
+            "torch first, then pip install -e '.[train]' deepspeed."
+        )
+
+
+def _default_output_dir(data: str, model: str, config: str) -> str:
+    def short(s: str) -> str:
+        return Path(s.rstrip("/")).name.removesuffix(".gguf").removesuffix(".yaml") or "x"
+
+    return str(Path("outputs") / "runs" / f"{short(data)}__{short(model)}__{short(config)}")
+
+
+@click.command("train")
+@click.argument("data")
+@click.option("--model", required=True, help="Hub id, model folder, .gguf file, or smollm2-135m (bundled GGUF).")
+@click.option("--config", "config_name", required=True, metavar="NAME",
+              help="Training config: reference-8xh100 (the paper), cpu-smoke, or a YAML file.")
+@click.option("--output-dir", help="Checkpoints and the final model [default: outputs/runs/DATA__MODEL__CONFIG].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a training setting, e.g. --set learning_rate=1e-5 (repeatable).")
+@click.option("--print-launch", is_flag=True, help="Print the accelerate launch command for --gpus/--nodes and exit.")
+@click.option("--gpus", type=click.IntRange(min=1),
+              help="Total GPUs over all nodes [default: 8 with --print-launch, else the GPUs visible here].")
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of machines.")
+@click.option("--main-process-port", type=int, default=29500, show_default=True, help="Rendezvous port (multi-node).")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in the output folder.")
+@click.option("--overwrite", is_flag=True, help="Train into an output folder that already has checkpoints.")
+def train(data: str, model: str, config_name: str, output_dir: str | None, overrides: tuple[str, ...],
+          print_launch: bool, gpus: int | None, nodes: int, main_process_port: int, resume: bool,
+          overwrite: bool) -> None:
+    """Fine-tune MODEL on DATA (a cftdata output folder, a data file or a Hub dataset id).
+
+    One device: trains in this process. Several GPUs on this node: launches itself with
+    accelerate (DeepSpeed ZeRO-3 for the reference config). Several nodes: run the command that
+    --print-launch --gpus N --nodes M writes on every node.
+    """
+    from cftdata.errors import CftdataError
+    from cftdata.train.config import load_train_config
+    from cftdata.train.launch import build_launch, in_launched_process, python_launcher
+
+    _setup_logging()
+    config = load_train_config(config_name, overrides)
+    out = output_dir or _default_output_dir(data, model, config_name)
+    extra = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
+    common = dict(data=data, model=model, config_name=config_name, config=config, output_dir=out,
+                  overrides=overrides, extra_args=extra, main_process_port=main_process_port)
+    if print_launch:
+        plan = build_launch(gpus=gpus or 8, nodes=nodes, **common)
+        click.echo(plan.render())
+        return
+    require_extra("torch", "transformers", "trl", "accelerate")
+    if not in_launched_process():
+        count = gpus
+        if count is None and config.device != "cpu":
+            import torch
+
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (count or 0) > 1 or nodes > 1:
+            rank, ip = os.environ.get("MACHINE_RANK"), os.environ.get("MAIN_PROCESS_IP")
+            if nodes > 1 and (rank is None or ip is None):
+                raise CftdataError(f"--nodes {nodes}: set MACHINE_RANK and MAIN_PROCESS_IP on each node (or run the "
+                                   "command that --print-launch writes on every node).")
+            plan = build_launch(gpus=count or nodes, nodes=nodes, machine_rank=rank, main_process_ip=ip,
+                                executable=python_launcher(), **common)
+            click.echo(plan.render(), err=True)
+            sys.exit(subprocess.run(plan.argv).returncode)
+    from cftdata.train.trainer import run_training
+
+    result = run_training(data, model, config, out, resume=resume, overwrite=overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
+        click.echo(f"trained {result.output_dir}: {result.steps} steps on {result.rows} rows "
+                   f"({result.truncated} truncated), {result.world_size} process(es) x "
+                   f"{result.grad_accum} accumulation, train loss {loss}, {len(result.checkpoints)} checkpoint(s), "
+                   f"{result.seconds} s")
+
+
+@click.command("eval")
+@click.argument("model")
+@click.option("--benchmarks", default="math500", show_default=True,
+              help="Comma-separated: math500, gsm8k, minerva_math, olympiadbench, aime24, amc23, theoremqa, or all.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N problems of each benchmark.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with <benchmark>/test.jsonl (else the Hub).")
+@click.option("--backend", type=_BACKENDS, default="auto", show_default=True,
+              help="vllm (GPU), transformers, local (GGUF via llama.cpp); auto picks.")
+@click.option("--output", required=True, type=click.Path(dir_okay=False), help="Results JSON (FILE.json).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--answer-rule", default="boxed", show_default=True, help="cftdata.verify extraction rule.")
+@click.option("--chat-template", type=click.Choice(["chatml", "model"]), default="chatml", show_default=True,
+              help="chatml: the paper's literal Qwen prompt; model: the tokenizer's own template.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Prompts per generate() call (transformers backend).")
+def eval_cmd(model: str, benchmarks: str, limit: int | None, data_dir: str | None, backend: str, output: str,
+             max_new_tokens: int, answer_rule: str, chat_template: str, batch_size: int) -> None:
+    """Evaluate MODEL on math benchmarks with the CFT paper's protocol (greedy, last \\boxed{}, graded)."""
+    from cftdata.train.evaluate import (
+        EvalSettings,
+        choose_backend,
+        evaluate_model,
+        format_table,
+        resolve_benchmarks,
+    )
+
+    _setup_logging()
+    settings = EvalSettings(benchmarks=resolve_benchmarks(benchmarks), limit=limit, data_dir=data_dir,
+                            backend=backend, max_new_tokens=max_new_tokens, answer_rule=answer_rule,
+                            chat_template=chat_template)
+    options = {"batch_size": batch_size} if choose_backend(model, backend) == "transformers" else {}
+    out = Path(output)
+    samples = out.with_name(out.name.removesuffix(".json") + ".samples.jsonl")
+    result = evaluate_model(model, settings, samples_path=samples, generator_options=options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    click.echo(format_table(result))
+    click.echo(f"wrote {out} (per-problem outputs: {samples}); grader: {result['grader']}")
+
+
+@click.command("select-checkpoint")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--benchmark", default="math500", show_default=True, help="The validation benchmark.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N problems.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with <benchmark>/test.jsonl (else the Hub).")
+@click.option("--backend", type=_BACKENDS, default="auto", show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Selection table JSON [default: RUN_DIR/checkpoint_selection.json].")
+@click.option("--reevaluate", is_flag=True, help="Ignore per-checkpoint results cached by an earlier run.")
+def select_checkpoint(run_dir: str, benchmark: str, limit: int | None, data_dir: str | None, backend: str,
+                      max_new_tokens: int, output: str | None, reevaluate: bool) -> None:
+    """Evaluate every checkpoint-* in RUN_DIR, link the best as RUN_DIR/best and write best.json."""
+    from cftdata.train.evaluate import EvalSettings, resolve_benchmarks
+    from cftdata.train.select import format_selection
+    from cftdata.train.select import select_checkpoint as run_selection
+
+    _setup_logging()
+    settings = EvalSettings(benchmarks=resolve_benchmarks(benchmark), limit=limit, data_dir=data_dir,
+                            backend=backend, max_new_tokens=max_new_tokens)
+    record = run_selection(run_dir, settings, output=output, reevaluate=reevaluate, echo=click.echo)
+    click.echo(format_selection(record))
+    best = record["best"]
+    click.echo(f"best: {best['checkpoint']} ({best['accuracy']:.1f}% on {record['benchmark']}); "
+               f"{record['best_link']} -> {best['checkpoint']}; table in {record['output']}")

@@ -1,0 +1,171 @@
+"""Checkpoint selection: evaluate every ``checkpoint-*`` of a run on MATH-500 and link the best.
+
+The CFT authors pick the checkpoint with the best MATH-500 accuracy (greedy), and say it is usually
+mid-training, not the last. :func:`select_checkpoint` evaluates each checkpoint with
+:func:`cftdata.train.evaluate.evaluate_model`, caches each score in
+``checkpoint-N/cftdata_eval_<benchmark>.json`` (a rerun after adding checkpoints evaluates only the new
+ones; changed settings re-evaluate), writes the table to ``RUN_DIR/checkpoint_selection.json``, points
+the symlink ``RUN_DIR/best`` at the winner and writes ``RUN_DIR/best.json``.
+
+Ties go to the earliest checkpoint (fewest steps). With the vLLM backend every checkpoint is evaluated
+in a fresh subprocess (vLLM does not give GPU memory back within a process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cftdata.errors import CftdataError
+
+__all__ = ["choose_best", "format_selection", "link_best", "list_checkpoints", "select_checkpoint"]
+
+
+def _step(p: Path) -> int:
+    return int(p.name.rsplit("-", 1)[-1])
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """``checkpoint-<step>`` folders of a run, by step.
+
+    Raises:
+        cftdata.errors.CftdataError: not a folder, or no checkpoints in it.
+    """
+    run = Path(run_dir).expanduser()
+    if not run.is_dir():
+        raise CftdataError(f"{run} is not a folder (expected a training run with checkpoint-* folders).")
+    cps = [p for p in run.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
+           and p.name.rsplit("-", 1)[-1].isdigit() and not p.is_symlink()]
+    if not cps:
+        raise CftdataError(f"{run} has no checkpoint-* folders.")
+    return sorted(cps, key=_step)
+
+
+def choose_best(scores: Sequence[tuple[str, int, float]]) -> int:
+    """Index of the best ``(name, step, accuracy)``: highest accuracy, ties to the earliest step."""
+    if not scores:
+        raise ValueError("no scores")
+    return min(range(len(scores)), key=lambda i: (-scores[i][2], scores[i][1]))
+
+
+def link_best(run_dir: Path, checkpoint: Path) -> Path:
+    """Point ``run_dir/best`` at ``checkpoint`` (a relative symlink, replaced atomically)."""
+    link = run_dir / "best"
+    if link.exists() and not link.is_symlink():
+        raise CftdataError(f"{link} exists and is not a symlink; move it away so that it can point at the best "
+                           "checkpoint.")
+    tmp = run_dir / f".best.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(checkpoint.name, target_is_directory=True)
+    os.replace(tmp, link)
+    return link
+
+
+def _eval_in_subprocess(checkpoint: Path, settings: Any) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "cftdata.train", "eval", str(checkpoint), "--benchmarks",
+               ",".join(settings.benchmarks), "--backend", settings.backend, "--max-new-tokens",
+               str(settings.max_new_tokens), "--answer-rule", settings.answer_rule, "--chat-template",
+               settings.chat_template, "--output", str(out)]
+        if settings.limit is not None:
+            cmd += ["--limit", str(settings.limit)]
+        if settings.data_dir is not None:
+            cmd += ["--data-dir", settings.data_dir]
+        proc = subprocess.run(cmd, text=True, capture_output=True)
+        if proc.returncode != 0:
+            raise CftdataError(f"Evaluating {checkpoint.name} failed (exit {proc.returncode}): "
+                               f"{proc.stderr.strip()[-800:]}")
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def select_checkpoint(
+    run_dir: str | Path,
+    settings: Any,
+    *,
+    output: str | Path | None = None,
+    reevaluate: bool = False,
+    generator_options: dict[str, Any] | None = None,
+    evaluate: Callable[[Path], dict[str, Any]] | None = None,
+    echo: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
+    """Evaluate every checkpoint of a run on one benchmark, link the best, write the table.
+
+    Args:
+        run_dir: A training output folder with ``checkpoint-*`` folders.
+        settings: :class:`cftdata.train.evaluate.EvalSettings` with exactly one benchmark.
+        output: Where the table goes (default ``run_dir/checkpoint_selection.json``).
+        reevaluate: Ignore cached per-checkpoint results.
+        evaluate: ``checkpoint -> result record`` (default: the real evaluation); for tests and reuse.
+        echo: Progress lines.
+
+    Returns:
+        The selection record (also written to ``output``).
+    """
+    from cftdata.train.evaluate import choose_backend, evaluate_model, load_problems
+
+    run = Path(run_dir).expanduser().resolve()
+    checkpoints = list_checkpoints(run)
+    if len(settings.benchmarks) != 1:
+        raise CftdataError("select-checkpoint scores on exactly one benchmark (default math500).")
+    bench = settings.benchmarks[0]
+    key = settings.key()
+    problems = None
+    rows: list[dict[str, Any]] = []
+    for cp in checkpoints:
+        cache = cp / f"cftdata_eval_{bench}.json"
+        result = None
+        if cache.is_file() and not reevaluate:
+            cached = json.loads(cache.read_text(encoding="utf-8"))
+            if cached.get("settings") == key:
+                result = cached
+                echo(f"{cp.name}: cached ({cached['benchmarks'][bench]['accuracy']:.1f}%)")
+        if result is None:
+            echo(f"{cp.name}: evaluating on {bench}" + (f" (first {settings.limit})" if settings.limit else ""))
+            if evaluate is not None:
+                result = evaluate(cp)
+            elif choose_backend(str(cp), settings.backend) == "vllm":
+                result = _eval_in_subprocess(cp, settings)
+            else:
+                if problems is None:
+                    problems = {bench: load_problems(bench, settings.data_dir, settings.limit)}
+                result = evaluate_model(str(cp), settings, problems=problems,
+                                        samples_path=cp / f"cftdata_eval_{bench}.samples.jsonl",
+                                        generator_options=generator_options)
+            result["settings"] = key
+            cache.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            echo(f"{cp.name}: {result['benchmarks'][bench]['accuracy']:.1f}%")
+        b = result["benchmarks"][bench]
+        rows.append({"checkpoint": cp.name, "step": _step(cp), "accuracy": b["accuracy"], "correct": b["correct"],
+                     "n": b["n"]})
+    best_i = choose_best([(r["checkpoint"], r["step"], r["accuracy"]) for r in rows])
+    best = rows[best_i]
+    link = link_best(run, run / best["checkpoint"])
+    record = {"run_dir": str(run), "benchmark": bench, "settings": key, "checkpoints": rows, "best": best,
+              "best_link": str(link), "tie_break": "earliest step"}
+    out = Path(output) if output else run / "checkpoint_selection.json"
+    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (run / "best.json").write_text(json.dumps({**best, "path": str(run / best["checkpoint"]), "benchmark": bench,
+                                               "settings": key}, indent=2) + "\n", encoding="utf-8")
+    record["output"] = str(out)
+    return record
+
+
+def format_selection(record: dict[str, Any]) -> str:
+    """The per-checkpoint table, the best one marked."""
+    rows = record["checkpoints"]
+    width = max(len("checkpoint"), *(len(r["checkpoint"]) for r in rows))
+    lines = [f"{'checkpoint'.ljust(width)}  {'step':>6}  {'correct':>9}  {'accuracy %':>10}",
+             f"{'-' * width}  {'-' * 6}  {'-' * 9}  {'-' * 10}"]
+    for r in rows:
+        mark = "  <- best" if r["checkpoint"] == record["best"]["checkpoint"] else ""
+        lines.append(f"{r['checkpoint'].ljust(width)}  {r['step']:>6}  {str(r['correct']) + '/' + str(r['n']):>9}  "
+                     f"{r['accuracy']:>10.1f}{mark}")
+    return "\n".join(lines)
