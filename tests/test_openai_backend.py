@@ -420,14 +420,19 @@ def test_api_key_never_leaks(tmp_path: Path, transport: str) -> None:
 # transports
 
 
-def test_auto_transport_uses_the_sdk_behind_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = ModelSpec(backend="openai", model="m", base_url="https://api.example.invalid/v1", api_key_env=KEY_ENV)
-    assert make_backend(spec).transport == "lean"
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    assert make_backend(spec).transport == "sdk"
-    monkeypatch.setenv("NO_PROXY", "api.example.invalid")
-    assert make_backend(spec).transport == "lean"
-    assert make_backend(spec.model_copy(update={"options": {"http_client": "sdk"}})).transport == "sdk"
+def test_auto_transport_lean_for_local_http_sdk_for_https_and_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    https = ModelSpec(backend="openai", model="m", base_url="https://api.example.invalid/v1", api_key_env=KEY_ENV)
+    assert make_backend(https).transport == "sdk"  # hosted endpoints: the official SDK
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert make_backend(ModelSpec(backend="openai", model="m")).transport == "sdk"  # api.openai.com
+    local = ModelSpec(backend="openai", model="m", base_url="http://10.0.0.5:8000/v1")
+    assert make_backend(local).transport == "lean"  # a vLLM / llama.cpp server on plain http
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert make_backend(local).transport == "sdk"
+    monkeypatch.setenv("NO_PROXY", "10.0.0.5")
+    assert make_backend(local).transport == "lean"
+    assert make_backend(https.model_copy(update={"options": {"http_client": "lean"}})).transport == "lean"
+    assert make_backend(local.model_copy(update={"options": {"http_client": "sdk"}})).transport == "sdk"
     with pytest.raises(BackendConfigError, match="http_client"):
         make_backend(spec.model_copy(update={"options": {"http_client": "curl"}}))
 

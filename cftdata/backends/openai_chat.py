@@ -13,8 +13,9 @@ Two transports with the same request body and the same classification (``options
   requests a minute;
 * ``sdk``: the ``openai`` SDK (``AsyncOpenAI``, one client per run): proxies, HTTP/2 and the SDK's
   own headers, at ~2-4 ms of CPU per request;
-* ``auto`` (default): ``lean``, unless a proxy is configured for the server (``HTTPS_PROXY``,
-  ``HTTP_PROXY``, ``ALL_PROXY`` and not bypassed by ``NO_PROXY``), then ``sdk``.
+* ``auto`` (default): ``lean`` for plain ``http://`` servers (local vLLM, SGLang, llama.cpp) unless a proxy
+  is configured for them (``HTTP_PROXY``, ``ALL_PROXY`` not bypassed by ``NO_PROXY``); ``sdk`` for ``https://``
+  endpoints, api.openai.com included.
 
 Other options: ``max_tokens_field`` (send ``max_tokens`` under another name, e.g.
 ``max_completion_tokens`` for OpenAI reasoning models).
@@ -116,7 +117,14 @@ class OpenAIChatBackend(OnlineBackend):
                 f"{', '.join(_HTTP_CLIENTS)}, not {mode!r}."
             )
         self._base_url = (spec.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.transport = ("sdk" if uses_proxy(self._base_url) else "lean") if mode == "auto" else mode
+        if mode == "auto":
+            # The lean client for plain-http servers (local vLLM / SGLang / llama.cpp, where client CPU per
+            # request matters at thousands of requests a minute); the official SDK for https endpoints
+            # (OpenAI and hosted providers: TLS, HTTP/2, proxies) and whenever a proxy applies.
+            lean = self._base_url.startswith("http://") and not uses_proxy(self._base_url)
+            self.transport = "lean" if lean else "sdk"
+        else:
+            self.transport = mode
 
     @property
     def cache_namespace(self) -> str:
