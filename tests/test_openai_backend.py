@@ -434,7 +434,7 @@ def test_auto_transport_lean_for_local_http_sdk_for_https_and_proxies(monkeypatc
     assert make_backend(https.model_copy(update={"options": {"http_client": "lean"}})).transport == "lean"
     assert make_backend(local.model_copy(update={"options": {"http_client": "sdk"}})).transport == "sdk"
     with pytest.raises(BackendConfigError, match="http_client"):
-        make_backend(spec.model_copy(update={"options": {"http_client": "curl"}}))
+        make_backend(local.model_copy(update={"options": {"http_client": "curl"}}))
 
 
 async def _chunked(server: FaultServer, req: ServerRequest) -> Response:
