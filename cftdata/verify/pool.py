@@ -6,9 +6,12 @@ ignore signals altogether. So every comparison runs in a worker process, never i
 
 * Workers are started with the ``spawn`` method: a fresh interpreter that imports only this module
   and math-verify (about 0.5 s), so they inherit no heavy state (datasets, threads, sockets) from the
-  caller. Each one warms math-verify up before it reports ready; time limits start after that.
+  caller. Each one warms math-verify up before it reports ready (about 1 s more, in parallel; see
+  ``warmup``); time limits start after that.
 * The parent sends *batches* of pairs (one pickled message per batch, two batches in flight per
-  worker) and gets one message back per batch, so IPC costs a few microseconds per pair.
+  worker) and gets one message back per batch, so IPC costs a few microseconds per pair. Batches
+  hold about ``batch_target_s`` of work (from a running estimate of the time per pair), likely
+  slow pairs are sent first and batches shrink near the end, so that the workers finish together.
 * Each worker publishes the item it is working on and when it started in a small shared-memory
   array; the parent reads it to enforce the deadline without any per-item messages.
 * Inside the worker a ``SIGALRM`` interval timer interrupts an item after ``timeout_s`` (the cheap
@@ -317,7 +320,8 @@ def _worker_main(
             return
         if batch is None:
             return
-        out = []
+        out: list[Any] = []
+        started = time.monotonic()
         for seq, gold, pred in batch:
             progress[1] = time.monotonic()
             progress[0] = seq
@@ -338,6 +342,7 @@ def _worker_main(
                 row = (seq, ERROR, None, None, f"{type(exc).__name__}: {exc}"[:_SHOW_CHARS])
             progress[0] = -1.0
             out.append(row)
+        out.append(time.monotonic() - started)  # last element: the batch's wall time
         try:
             conn.send(out)
         except (OSError, ValueError):
@@ -428,8 +433,10 @@ class Verifier:
         max_chars: Answers (gold or predicted) longer than this are ``unverifiable`` ("too long")
             without being parsed.
         kill_grace_s: How long after ``timeout_s`` a worker that did not interrupt itself is killed.
-        batch_size: Largest number of pairs sent to a worker in one message (smaller batches are
-            sent near the end of a call so that the workers finish together).
+        batch_size: Largest number of pairs sent to a worker in one message. Batches are sized
+            to about ``batch_target_s`` of work from the measured time per pair, and shrink near
+            the end of a call so that the workers finish together.
+        batch_target_s: The work one batch should hold, in seconds.
         memory_limit_mb: Address-space limit per worker (``RLIMIT_AS``), so that a runaway expression
             fails with ``error`` instead of exhausting the machine; ``None`` for no limit.
         startup_timeout_s: How long a worker may take to start before it is considered broken.
@@ -446,7 +453,8 @@ class Verifier:
         max_chars: int = 1000,
         *,
         kill_grace_s: float = 0.5,
-        batch_size: int = 32,
+        batch_size: int = 64,
+        batch_target_s: float = 0.015,
         memory_limit_mb: int | None = 4096,
         startup_timeout_s: float = 60.0,
         check: CheckFn | None = None,
@@ -461,6 +469,8 @@ class Verifier:
         self.max_chars = int(max_chars)
         self.kill_grace_s = float(kill_grace_s)
         self.batch_size = max(1, int(batch_size))
+        self.batch_target_s = float(batch_target_s)
+        self._pair_s = 0.002  # running estimate of the seconds one pair takes in a worker
         self.memory_limit_mb = memory_limit_mb
         self.startup_timeout_s = float(startup_timeout_s)
         self.check = check
@@ -511,7 +521,9 @@ class Verifier:
 
         Answers are the already-extracted answer strings (see :func:`cftdata.verify.extract_answer`).
         A missing (``None``/blank) gold or prediction, or one longer than ``max_chars``, is
-        ``unverifiable`` without being sent to a worker.
+        ``unverifiable`` without being sent to a worker. A pair that takes longer than
+        ``timeout_s`` is ``timeout`` (its worker is killed and replaced if it does not stop by
+        itself); an exception or a crashed worker makes it ``error``. Other pairs are unaffected.
 
         Raises:
             WorkerStartupError: The workers cannot start (e.g. math-verify is not installed).
@@ -597,6 +609,9 @@ class Verifier:
                     continue
                 if w.inflight:
                     w.inflight.popleft()
+                elapsed = msg.pop()
+                if msg and not any(row[1] == TIMEOUT for row in msg):
+                    self._pair_s = 0.7 * self._pair_s + 0.3 * min(elapsed / len(msg), 0.1)
                 if run is not None:
                     run.record(msg)
         except (EOFError, OSError):
@@ -615,6 +630,18 @@ class Verifier:
         self._pool[self._pool.index(w)] = self._spawn()
 
 
+_TUPLE_RE = re.compile(r"[(\[{].*,")
+
+
+def _cost_class(gold: str, pred: str) -> int:
+    """A coarse guess of how slow a pair is (more negative: slower), for longest-first dispatch."""
+    if _as_fraction(gold.strip()) is not None and _as_fraction(pred.strip()) is not None:
+        return 0  # plain numbers: microseconds to a millisecond
+    size = min((len(gold) + len(pred)) // 16, 8)
+    tuple_like = 4 if _TUPLE_RE.search(gold) or _TUPLE_RE.search(pred) else 0
+    return -(1 + size + tuple_like)
+
+
 class _Run:
     """The state of one :meth:`Verifier.verify_many` call."""
 
@@ -630,7 +657,10 @@ class _Run:
         self.v = verifier
         self.items = items
         self.results = results
-        self.todo: deque[int] = deque(items)
+        # Longest-first: likely slow pairs (long ones, tuples and intervals) go out first, so that
+        # the cheap ones fill the gaps at the end and the workers finish together. The sort is
+        # stable and coarse, so neighbouring pairs (often the same gold answer) stay together.
+        self.todo: deque[int] = deque(sorted(items, key=lambda i: _cost_class(*items[i][1:])))
         self.remaining = len(items)
         self.attempts: dict[int, int] = {}
 
@@ -664,7 +694,8 @@ class _Run:
             # Dispatch: keep two batches in flight per ready worker.
             for w in v._pool:
                 while w.ready and len(w.inflight) < 2 and self.todo:
-                    size = max(1, min(v.batch_size, math.ceil(len(self.todo) / (2 * n_workers))))
+                    by_time = int(v.batch_target_s / max(v._pair_s, 1e-5))
+                    size = max(1, min(v.batch_size, by_time, math.ceil(len(self.todo) / (2 * n_workers))))
                     seqs = [self.todo.popleft() for _ in range(min(size, len(self.todo)))]
                     w.inflight.append(seqs)
                     try:
