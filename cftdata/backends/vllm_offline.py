@@ -6,6 +6,9 @@ chunk is cached before the next starts. Engine settings pass through from ``opti
 ``tensor_parallel_size``, ``data_parallel_size``, ``pipeline_parallel_size``, ``max_model_len``,
 ``gpu_memory_utilization``, ``dtype``, ``enable_prefix_caching``, ``trust_remote_code``, ``download_dir``,
 ``seed``, ``quantization``.
+
+With ``run.executor: ray`` the requests run as a Ray Data job instead (one ``vllm.LLM`` per GPU actor; see
+:mod:`cftdata.executors.ray_data`); results still come back through ``on_result``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class VLLMBackend(Backend):
                                      f"engine options: {', '.join(ENGINE_OPTIONS)}, chunk_size.")
         self.chunk_size = int(spec.options.get("chunk_size", 512))
         self._llm = None
+        self._ray = None  # a RaySession with run.executor: ray
         self.calls = 0
 
     @property
@@ -78,6 +82,14 @@ class VLLMBackend(Backend):
         return self._llm
 
     def generate(self, requests: Sequence[Request], on_result: OnResult) -> None:
+        run = getattr(self.spec, "_run", None)
+        if run is not None and run.executor == "ray":
+            from cftdata.executors import ray_data
+
+            if self._ray is None:
+                self._ray = ray_data.RaySession(run)
+            self.calls += ray_data.generate_on_ray(requests, on_result, self.spec, run)
+            return
         kwargs = [sampling_kwargs(r.param_dict) for r in requests]  # validate before loading a model
         llm = self._load()
         from vllm import SamplingParams
@@ -92,3 +104,8 @@ class VLLMBackend(Backend):
 
     def stats(self) -> dict:
         return {"requests": self.calls}
+
+    def close(self) -> None:
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None

@@ -36,6 +36,7 @@ class VerifyStage(Stage):
         self.drop = set(self.spec.drop)
         self.counts: Counter = Counter()
         self._verifier: Verifier | None = None
+        self._ray = None  # a RaySession with run.executor: ray
 
     def _get(self) -> Verifier:
         if self._verifier is None:
@@ -43,11 +44,22 @@ class VerifyStage(Stage):
                                       max_chars=self.spec.max_chars).__enter__()
         return self._verifier
 
+    def _check(self, pairs: list[tuple[str, str]]) -> list:
+        """The local process pool, or a Ray Data job with ``run.executor: ray``."""
+        run = self.ctx.recipe.run
+        if run.executor != "ray":
+            return self._get().verify_many(pairs)
+        from cftdata.executors.ray_data import RaySession, verify_pairs
+
+        if self._ray is None:
+            self._ray = RaySession(run)
+        return verify_pairs(pairs, self.spec, run)
+
     def process(self, rows: list[Row]) -> StageOutput:
         preds = [extract_answer(r.get("response"), self.spec.answer_rule) for r in rows]
         pairs = [(r.get("reference_answer"), p) for r, p in zip(rows, preds, strict=True)]
         todo = [i for i, (g, p) in enumerate(pairs) if g and p]
-        results = dict(zip(todo, self._get().verify_many([pairs[i] for i in todo]), strict=True)) if todo else {}
+        results = dict(zip(todo, self._check([pairs[i] for i in todo]), strict=True)) if todo else {}
         out, rejects = [], []
         for i, row in enumerate(rows):
             res = results.get(i)
@@ -74,3 +86,6 @@ class VerifyStage(Stage):
         if self._verifier is not None:
             self._verifier.__exit__(None, None, None)
             self._verifier = None
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
