@@ -58,18 +58,19 @@ print(json.dumps({"seconds": time.time() - t0, "rows_out": res.rows, "rejected":
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "dedup": res.manifest["stages"].get("dedup", {}),
+                  "phases": res.manifest["peak_rss_mb_after"],
                   "verify": res.manifest["stages"].get("verify", {})}))
 """
 
 
-def run(n: int, workdir: Path, shard: int) -> dict:
+def run(n: int, workdir: Path, shard: int, dedup: bool = True) -> dict:
     src = workdir / f"corpus-{n}.parquet"
     if not src.exists():
         make_corpus(src, n)
     recipe = {"name": f"mem-{n}", "source": {"path": str(src), "corpus": "generic", "question": "problem",
                                              "response": "solution", "answer": "answer"},
               "respond": {"mode": "existing"}, "teacher": {"backend": "existing", "model": "synthetic"},
-              "verify": {"answer_rule": "boxed", "workers": 2}, "dedup": {},
+              "verify": {"answer_rule": "boxed", "workers": 2}, **({"dedup": {}} if dedup else {}),
               "select": {"strategy": "random", "n": n // 2},
               "output": {"dir": str(workdir / f"out-{n}"), "rows_per_file": 100_000},
               "run": {"shard_size": shard}, "cache": {"enabled": False}}
@@ -84,22 +85,25 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--shard-size", type=int, default=5000)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--no-dedup", action="store_true", help="leave the dedup stage out (its index grows by design)")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cftdata-mem-"))
     results = {}
     for n in args.rows:
         t0 = time.time()
-        r = run(n, workdir, args.shard_size)
+        r = run(n, workdir, args.shard_size, dedup=not args.no_dedup)
         d = r["dedup"]
         results[n] = r
         print(f"{n:>9,} rows: {r['seconds']:8.1f} s build ({n / r['seconds']:,.0f} rows/s), "
               f"peak RSS {r['peak_rss_mb']:,.0f} MB (verify workers {r['workers_peak_rss_mb']:,.0f} MB), "
               f"dedup index {json.dumps({k: v for k, v in d.items() if 'byte' in k or 'mb' in k.lower()})}, "
-              f"out {r['rows_out']:,}, rejected {r['rejected']:,}  [total {time.time() - t0:.0f} s]", flush=True)
+              f"out {r['rows_out']:,}, rejected {r['rejected']:,}, peak RSS after each phase {r['phases']} "
+              f"[total {time.time() - t0:.0f} s]", flush=True)
     if len(results) >= 2:
         small, big = min(results), max(results)
         ratio = results[big]["peak_rss_mb"] / results[small]["peak_rss_mb"]
-        print(f"peak RSS ratio {big:,} / {small:,} rows: {ratio:.2f} (target <= 1.5, dedup index included)")
+        what = "without dedup" if args.no_dedup else "dedup index included"
+        print(f"peak RSS ratio {big:,} / {small:,} rows: {ratio:.2f} (target <= 1.5, {what})")
     print(f"self RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; work dir {workdir}")
 
 

@@ -78,6 +78,13 @@ def fanout(stage: Stage) -> int:
     return int(getattr(stage, "fanout", 1))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -107,6 +114,7 @@ class Build:
         self.staging = self.out_dir / ".staging"
         self.counts: dict[str, StageCount] = {}
         self.reject_reasons: Counter = Counter()
+        self.peak_rss_mb: dict[str, float] = {}
 
     def _count(self, name: str) -> StageCount:
         return self.counts.setdefault(name, StageCount())
@@ -128,8 +136,11 @@ class Build:
             stages = enabled_stages(recipe, ctx)
             schema = pool_schema(stages)
             pool_files = self._map_phase(stages, schema, rejects)
+            self.peak_rss_mb["map"] = peak_rss_mb()
             keep, select_summary = self._select_phase(pool_files, rejects)
+            self.peak_rss_mb["select"] = peak_rss_mb()
             files, n_out = self._write_phase(pool_files, schema, keep)
+            self.peak_rss_mb["write"] = peak_rss_mb()
             rejects.close()
             summaries = {st.name: st.summary() for st in stages}
             if select_summary:
@@ -185,38 +196,43 @@ class Build:
             self._write_progress(shard_no + 1)
         return pool_files
 
-    def _select_phase(self, pool_files: list[Path], rejects: RejectWriter) -> tuple[set[str] | None, dict]:
-        """Choose the final subset (``select``); every row not chosen is a ``select:not_selected`` reject."""
+    def _select_phase(self, pool_files: list[Path], rejects: RejectWriter) -> tuple[Any, dict]:
+        """Choose the final subset (``select``): a boolean mask over pool positions. Every row not chosen is
+        a ``select:not_selected`` reject."""
         if self.recipe.select is None:
             return None, {}
         from cftdata.rows import Reject
-        from cftdata.selection import select_ids
+        from cftdata.selection import select_mask
 
         t0 = time.monotonic()
-        kept, summary = select_ids(self.recipe, pool_files)
-        keep = set(kept)
+        mask, summary = select_mask(self.recipe, pool_files)
         c = self._count("select")
+        offset = 0
         for path in pool_files:
             ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-            dropped = [Reject(i, "select", "not_selected", summary["strategy"]) for i in ids if i not in keep]
+            keep = mask[offset:offset + len(ids)]
+            dropped = [Reject(i, "select", "not_selected", summary["strategy"])
+                       for i, k in zip(ids, keep, strict=True) if not k]
+            offset += len(ids)
             c.rows_in += len(ids)
             c.rows_out += len(ids) - len(dropped)
             c.rejected += len(dropped)
             self._reject(dropped, rejects)
         c.seconds += time.monotonic() - t0
-        return keep, summary
+        return mask, summary
 
     @staticmethod
-    def _output_stats(pool_files: list[Path], keep: set[str] | None) -> dict[str, Any]:
-        """Critique length quantiles (characters) of the rows written."""
+    def _output_stats(pool_files: list[Path], keep: Any) -> dict[str, Any]:
+        """Critique length quantiles (characters) of the rows written (``keep``: the select mask or None)."""
         import polars as pl
 
         if not pool_files:
             return {}
-        lf = pl.scan_parquet([str(f) for f in pool_files])
+        lens = (pl.scan_parquet([str(f) for f in pool_files]).select(pl.col("critique").str.len_chars())
+                .collect(engine="streaming").to_series())
         if keep is not None:
-            lf = lf.filter(pl.col("id").is_in(list(keep)))
-        lens = lf.select(pl.col("critique").str.len_chars()).collect().to_series().drop_nulls()
+            lens = lens.filter(pl.Series(keep))
+        lens = lens.drop_nulls()
         if lens.is_empty():
             return {}
         q = {name: int(lens.quantile(v, "nearest")) for name, v in
@@ -224,7 +240,7 @@ class Build:
         return {"critique_chars": {**q, "mean": round(float(lens.mean()), 1)}}
 
     def _write_phase(self, pool_files: list[Path], schema: pa.Schema,
-                     keep: set[str] | None = None) -> tuple[list[Path], int]:
+                     keep: Any = None) -> tuple[list[Path], int]:
         out = self.recipe.output
         # Columns of quality stages (verify_*, agreement...) travel with the provenance columns.
         extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination"))}
@@ -232,11 +248,14 @@ class Build:
                         extra_columns=extra)
         writer = RollingParquetWriter(self.staging / "data", "train", fmt.schema, out.rows_per_file)
         c = self._count("format")
+        offset = 0
         for path in pool_files:
             t0 = time.monotonic()
             rows = pq.read_table(path).to_pylist()
             if keep is not None:
-                rows = [r for r in rows if r["id"] in keep]
+                mask = keep[offset:offset + len(rows)]
+                offset += len(rows)
+                rows = [r for r, k in zip(rows, mask, strict=True) if k]
             writer.write_rows([fmt.render(r) for r in rows])
             c.rows_in += len(rows)
             c.rows_out += len(rows)
@@ -297,6 +316,7 @@ class Build:
             "usage": usage,
             "cost": cost,
             "seconds": round(seconds, 2),
+            "peak_rss_mb_after": self.peak_rss_mb,
             "cache": str(cache_dir) if self.recipe.cache.enabled else None,
             "files": ["data/" + f.name for f in files] + ["rejects.parquet"],
             "prompts": self._prompts(),

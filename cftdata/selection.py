@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from cftdata.errors import RecipeError
@@ -19,18 +20,26 @@ def approx_tokens(text_len: pl.Expr) -> pl.Expr:
     return (text_len / 4).ceil().cast(pl.Int64)
 
 
-def pool_frame(pool_files: list[Path]) -> pl.DataFrame:
+def pool_frame(pool_files: list[Path], with_tokens: bool = False) -> pl.DataFrame:
+    """One small record per pooled row: ``id`` = the row's position in the pool (uint32, source order),
+    ``critique_len``, ``verdict`` (and ``n_tokens``). The streaming engine reads the text columns batch by
+    batch, so memory holds about a dozen bytes per row, never the texts or the id strings."""
     if not pool_files:
-        return pl.DataFrame({"id": [], "critique_len": [], "verdict": [], "n_tokens": []})
-    lf = pl.scan_parquet([str(p) for p in pool_files])
+        return pl.DataFrame({"id": [], "critique_len": [], "verdict": [], "n_tokens": []},
+                            schema={"id": pl.UInt32, "critique_len": pl.UInt32, "verdict": pl.Categorical,
+                                    "n_tokens": pl.Int64})
+    lf = pl.scan_parquet([str(p) for p in pool_files], row_index_name="_pos")
     cols = lf.collect_schema().names()
-    text = [pl.col(c).fill_null("").str.len_chars() for c in ("question", "response", "critique") if c in cols]
-    return lf.select(
-        pl.col("id"),
-        (pl.col("critique").fill_null("").str.len_chars() if "critique" in cols else pl.lit(0)).alias("critique_len"),
-        (pl.col("verdict") if "verdict" in cols else pl.lit("unknown")).alias("verdict"),
-        approx_tokens(pl.sum_horizontal(text)).alias("n_tokens"),
-    ).collect()
+    exprs = [
+        pl.col("_pos").cast(pl.UInt32).alias("id"),
+        (pl.col("critique").fill_null("").str.len_chars() if "critique" in cols else pl.lit(0))
+        .cast(pl.UInt32).alias("critique_len"),
+        (pl.col("verdict") if "verdict" in cols else pl.lit("unknown")).cast(pl.Categorical).alias("verdict"),
+    ]
+    if with_tokens:
+        text = [pl.col(c).fill_null("").str.len_chars() for c in ("question", "response", "critique") if c in cols]
+        exprs.append(approx_tokens(pl.sum_horizontal(text)).alias("n_tokens"))
+    return lf.select(exprs).collect(engine="streaming")
 
 
 def reference_lengths(recipe: Recipe, params: dict[str, Any]) -> list[float]:
@@ -52,8 +61,9 @@ def reference_lengths(recipe: Recipe, params: dict[str, Any]) -> list[float]:
     return lengths.to_series().to_list()
 
 
-def select_ids(recipe: Recipe, pool_files: list[Path]) -> tuple[list[str], dict[str, Any]]:
-    """The ids the recipe's ``select`` keeps, and a summary for the manifest."""
+def select_mask(recipe: Recipe, pool_files: list[Path]) -> tuple[np.ndarray, dict[str, Any]]:
+    """A boolean mask over pool positions (source order): True = kept by the recipe's ``select``; and a
+    summary for the manifest. Ties (equal critique lengths) are broken by source order."""
     from cftdata.quality.select import select, strategy_params
 
     spec = recipe.select
@@ -63,10 +73,13 @@ def select_ids(recipe: Recipe, pool_files: list[Path]) -> tuple[list[str], dict[
     accepted = strategy_params(spec.strategy)
     if "seed" in accepted and "seed" not in params:
         params["seed"] = spec.seed if spec.seed is not None else recipe.run.seed
-    df = pool_frame(pool_files)
-    kept = select(df, spec.strategy, n=spec.n, **params)
-    lens = df.filter(pl.col("id").is_in(kept))["critique_len"] if kept else pl.Series([], dtype=pl.Int64)
-    summary = {"strategy": spec.strategy, "n": spec.n, "pool": df.height, "kept": len(kept),
+    df = pool_frame(pool_files, with_tokens=spec.strategy == "length_matched")
+    kept = np.asarray(select(df, spec.strategy, n=spec.n, **params), dtype=np.int64)
+    mask = np.zeros(df.height, dtype=bool)
+    mask[kept] = True
+    lens = df["critique_len"].filter(pl.Series(mask)) if len(kept) else pl.Series([], dtype=pl.UInt32)
+    summary = {"strategy": spec.strategy, "n": spec.n, "pool": df.height, "kept": int(len(kept)),
+               "tie_break": "source order",
                "params": {k: v for k, v in params.items() if k != "reference_lengths"},
-               "critique_len_kept": {"min": lens.min(), "max": lens.max(), "mean": lens.mean()} if kept else None}
-    return kept, summary
+               "critique_len_kept": {"min": lens.min(), "max": lens.max(), "mean": lens.mean()} if len(kept) else None}
+    return mask, summary

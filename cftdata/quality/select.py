@@ -76,8 +76,8 @@ def _check_frame(df: Any, columns: Sequence[str], strategy: str) -> pl.DataFrame
         raise SelectionError(
             f"Selection {strategy!r} needs column(s) {', '.join(missing)}; the frame has {', '.join(df.columns)}."
         )
-    if df.schema["id"] != pl.String:
-        raise SelectionError(f"Column 'id' must hold strings, not {df.schema['id']}.")
+    if df.schema["id"] != pl.String and not df.schema["id"].is_integer():
+        raise SelectionError(f"Column 'id' must hold strings or integers (row positions), not {df.schema['id']}.")
     if df["id"].null_count():
         raise SelectionError(f"Column 'id' has {df['id'].null_count()} null value(s).")
     if df["id"].n_unique() != df.height:

@@ -77,7 +77,8 @@ def read_parquet(path: Path) -> Iterator[dict[str, Any] | BadRecord]:
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        # No pre-buffering: pyarrow otherwise buffers whole column chunks and peak memory grows with the file.
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     except Exception as e:
         raise SourceError(f"Source file {path} is not a readable parquet file: {e}.") from None
     for batch in pf.iter_batches(batch_size=4096):
