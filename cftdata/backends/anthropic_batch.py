@@ -26,7 +26,6 @@ from ``ANTHROPIC_API_KEY`` (or ``api_key_env``), required only for api.anthropic
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,13 +40,12 @@ from cftdata.backends.anthropic_messages import (
 from cftdata.backends.base import BACKENDS, Request, Result, api_key_from_env
 from cftdata.backends.batch import (
     BatchBackend,
-    BatchGone,
     BatchJob,
     Outcome,
-    PermanentError,
     Polled,
     Retry,
     TransientError,
+    translate_sdk_errors,
 )
 from cftdata.errors import BackendConfigError
 
@@ -60,32 +58,11 @@ ERROR_STATUS = {
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
-@contextlib.contextmanager
-def _translate(what: str, secret: str | None, gone_on_404: bool = False) -> Iterator[None]:
-    """SDK exceptions -> the engine's (transient / gone / permanent / bad key), by type and status."""
+def _translate(what: str, secret: str | None, gone_on_404: bool = False):
+    """SDK exceptions -> the engine's (see :func:`~cftdata.backends.batch.translate_sdk_errors`)."""
     import anthropic
 
-    try:
-        yield
-    except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as e:
-        raise BackendConfigError(
-            f"Anthropic refused the API key while {what} ({status_detail(e, secret)}). Check ANTHROPIC_API_KEY (or "
-            "the variable api_key_env names): batches belong to the workspace of the key that created them."
-        ) from None
-    except anthropic.NotFoundError as e:
-        if gone_on_404:
-            raise BatchGone(status_detail(e, secret)) from None
-        raise PermanentError(404, status_detail(e, secret)) from None
-    except (anthropic.RateLimitError, anthropic.InternalServerError) as e:
-        raise TransientError(f"{what}: {status_detail(e, secret)}") from None
-    except anthropic.APITimeoutError:
-        raise TransientError(f"{what}: timed out") from None
-    except anthropic.APIConnectionError as e:
-        raise TransientError(f"{what}: {type(e.__cause__ or e).__name__}") from None
-    except anthropic.APIStatusError as e:
-        if e.status_code in RETRY_STATUSES:
-            raise TransientError(f"{what}: {status_detail(e, secret)}") from None
-        raise PermanentError(e.status_code, status_detail(e, secret)) from None
+    return translate_sdk_errors(anthropic, what, lambda e: status_detail(e, secret), RETRY_STATUSES, 'Check ANTHROPIC_API_KEY (or the variable api_key_env names): batches belong to the workspace of the key that created them.', gone_on_404)
 
 
 def outcome_from_result(result: dict[str, Any]) -> Outcome:

@@ -587,3 +587,29 @@ class BatchBackend(Backend):
         run.delivered.add(key)
         for i in run.where[key]:
             run.on_result(i, result)
+
+
+@contextlib.contextmanager
+def translate_sdk_errors(sdk: Any, what: str, detail: Callable[[Exception], str], retry_statuses: frozenset[int],
+                         key_hint: str, gone_on_404: bool = False) -> Iterator[None]:
+    """Exceptions of a Stainless-generated SDK (``openai``, ``anthropic``: the same hierarchy) -> the engine's
+    (transient / gone / permanent / bad key), by exception type and status code, never by message text."""
+    try:
+        yield
+    except (sdk.AuthenticationError, sdk.PermissionDeniedError) as e:
+        raise BackendConfigError(f"The provider refused the API key while {what} ({detail(e)}). {key_hint}") from None
+    except sdk.NotFoundError as e:
+        if gone_on_404:
+            raise BatchGone(detail(e)) from None
+        raise PermanentError(404, detail(e)) from None
+    except (sdk.RateLimitError, sdk.InternalServerError) as e:
+        raise TransientError(f"{what}: {detail(e)}") from None
+    except sdk.APITimeoutError:
+        raise TransientError(f"{what}: timed out") from None
+    except sdk.APIConnectionError as e:
+        raise TransientError(f"{what}: {type(e.__cause__ or e).__name__}") from None
+    except sdk.APIStatusError as e:
+        if e.status_code in retry_statuses:
+            raise TransientError(f"{what}: {detail(e)}") from None
+        raise PermanentError(e.status_code, detail(e)) from None
+

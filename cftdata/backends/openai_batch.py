@@ -25,7 +25,6 @@ plus ``max_tokens_field`` (``max_completion_tokens`` for reasoning models).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -34,15 +33,12 @@ from cftdata.backends.anthropic_messages import redact
 from cftdata.backends.base import BACKENDS, Request, Result, api_key_from_env
 from cftdata.backends.batch import (
     BatchBackend,
-    BatchGone,
     BatchJob,
     Outcome,
-    PermanentError,
     Polled,
     Retry,
-    TransientError,
+    translate_sdk_errors,
 )
-from cftdata.errors import BackendConfigError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ENDPOINT = "/v1/chat/completions"
@@ -63,32 +59,11 @@ def _detail(e: Any, secret: str | None) -> str:
     return redact(f"HTTP {e.status_code}: {msg or type(e).__name__}", secret)[:1000]
 
 
-@contextlib.contextmanager
-def _translate(what: str, secret: str | None, gone_on_404: bool = False) -> Iterator[None]:
-    """SDK exceptions -> the engine's (transient / gone / permanent / bad key), by type and status."""
+def _translate(what: str, secret: str | None, gone_on_404: bool = False):
+    """SDK exceptions -> the engine's (see :func:`~cftdata.backends.batch.translate_sdk_errors`)."""
     import openai
 
-    try:
-        yield
-    except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-        raise BackendConfigError(
-            f"OpenAI refused the API key while {what} ({_detail(e, secret)}). Check OPENAI_API_KEY (or the "
-            "variable api_key_env names): batches belong to the project of the key that created them."
-        ) from None
-    except openai.NotFoundError as e:
-        if gone_on_404:
-            raise BatchGone(_detail(e, secret)) from None
-        raise PermanentError(404, _detail(e, secret)) from None
-    except (openai.RateLimitError, openai.InternalServerError) as e:
-        raise TransientError(f"{what}: {_detail(e, secret)}") from None
-    except openai.APITimeoutError:
-        raise TransientError(f"{what}: timed out") from None
-    except openai.APIConnectionError as e:
-        raise TransientError(f"{what}: {type(e.__cause__ or e).__name__}") from None
-    except openai.APIStatusError as e:
-        if e.status_code in RETRY_STATUSES:
-            raise TransientError(f"{what}: {_detail(e, secret)}") from None
-        raise PermanentError(e.status_code, _detail(e, secret)) from None
+    return translate_sdk_errors(openai, what, lambda e: _detail(e, secret), RETRY_STATUSES, 'Check OPENAI_API_KEY (or the variable api_key_env names): batches belong to the project of the key that created them.', gone_on_404)
 
 
 def outcome_from_line(line: dict[str, Any]) -> Outcome:
