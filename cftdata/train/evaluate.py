@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,17 +249,17 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 # -- generation backends ----------------------------------------------------------------------------
 
 
-class Generator:
-    """Greedy completion of raw prompt strings."""
+class Generator(ABC):
+    """Greedy completion of raw prompt strings (subclassed per engine: transformers, llama.cpp, vLLM)."""
 
     name = "base"
     tokenizer: Any = None
 
+    @abstractmethod
     def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
         """One completion per prompt, cut at the first stop string."""
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model."""
 
 
