@@ -29,7 +29,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from cftdata.backends.anthropic_messages import redact
+from cftdata.backends.anthropic_messages import status_detail
 from cftdata.backends.base import BACKENDS, Request, Result, api_key_from_env
 from cftdata.backends.batch import (
     BatchBackend,
@@ -49,21 +49,11 @@ RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 RETRY_CODES = {"batch_expired": "batch_expired", "batch_cancelled": "batch_canceled"}
 
 
-def _detail(e: Any, secret: str | None) -> str:
-    """Status and the server's message (key masked), never the request headers."""
-    body = getattr(e, "body", None)
-    msg = None
-    if isinstance(body, dict):
-        err = body.get("error")
-        msg = err.get("message") if isinstance(err, dict) else body.get("message")
-    return redact(f"HTTP {e.status_code}: {msg or type(e).__name__}", secret)[:1000]
-
-
 def _translate(what: str, secret: str | None, gone_on_404: bool = False):
     """SDK exceptions -> the engine's (see :func:`~cftdata.backends.batch.translate_sdk_errors`)."""
     import openai
 
-    return translate_sdk_errors(openai, what, lambda e: _detail(e, secret), RETRY_STATUSES, 'Check OPENAI_API_KEY (or the variable api_key_env names): batches belong to the project of the key that created them.', gone_on_404)
+    return translate_sdk_errors(openai, what, lambda e: status_detail(e, secret), RETRY_STATUSES, 'Check OPENAI_API_KEY (or the variable api_key_env names): batches belong to the project of the key that created them.', gone_on_404)
 
 
 def outcome_from_line(line: dict[str, Any]) -> Outcome:
