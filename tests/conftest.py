@@ -51,11 +51,12 @@ def bundled_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def llama_server(bundled_gguf):
-    """A real OpenAI-compatible server (llama_cpp.server) serving the bundled model on 127.0.0.1."""
+    """A real OpenAI-compatible server (llama_cpp.server, through cftdata's wrapper that applies the llama.cpp
+    extra-buffer policy) serving the bundled model on 127.0.0.1."""
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf), "--host", "127.0.0.1",
+        [sys.executable, "-m", "cftdata.backends.llama_server", "--model", str(bundled_gguf), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2-135m"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

