@@ -86,7 +86,7 @@ def _model_and_tokenizer(a: argparse.Namespace, config: Any, tmp: Path) -> tuple
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    from cftdata.train.models import resolve_model
+    from cftdata.backends.models import resolve_model
     from cftdata.train.tiny import build_tiny_model, build_tokenizer
     from cftdata.train.trainer import prepare_model_and_tokenizer
 

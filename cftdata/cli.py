@@ -53,7 +53,8 @@ def main() -> None:
 @click.option("--seed", type=int, help="Seed for --sample and seeded stages (sets run.seed).")
 @click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2",
               help="Build one dataset per value (repeatable: the cartesian product) and compare them.")
-@click.option("--dry-run", is_flag=True, help="Render prompts and estimate calls, tokens and cost; call nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Run the stages with estimates instead of model calls: calls, tokens and cost; writes nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for HTTP details).")
 def build(recipe: str, overrides: tuple[str, ...], limit: int | None, sample: int | None, seed: int | None,
@@ -71,8 +72,9 @@ def build(recipe: str, overrides: tuple[str, ...], limit: int | None, sample: in
             click.echo(f"== grid: {label}")
         if dry_run:
             from cftdata.dryrun import dry_run as estimate
+            from cftdata.dryrun import format_estimate
 
-            _print_estimate(estimate(rec, limit, sample))
+            click.echo("\n".join(format_estimate(estimate(rec, limit, sample))))
             continue
         results.append((label, _build_one(rec, recipe, var_overrides, limit, sample, quiet)))
     if grids and results:
@@ -100,22 +102,6 @@ def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, 
         pushed = push_build(result.output_dir, **rec.hub.model_dump())
         click.echo(f"pushed to {pushed.url} (config {pushed.config}, revision {pushed.revision})")
     return result
-
-
-def _print_estimate(est: dict) -> None:
-    click.echo(f"dry run: {est['rows']} rows would be critiqued ({est['rejected']} rejected before any call)")
-    for role, r in est["roles"].items():
-        cost = "n/a" if r["cost_usd"] is None else f"${r['cost_usd']:.2f}"
-        click.echo(f"  {role:<9} {r['backend']}:{r['model']}: {r['calls']} calls, "
-                   f"{r['input_tokens']:,} input tokens [{r['counting']}], "
-                   f"~{r['output_tokens']:,} output tokens (estimate), cost {cost}")
-    note = "" if est["cost_complete"] else " (some models have no price: add options.price)"
-    click.echo(f"  expected cost: ${est['total_cost_usd']:.2f}{note}")
-    for role, msgs in est["examples"].items():
-        if msgs:
-            click.echo(f"--- first {role} prompt ---")
-            for m in msgs:
-                click.echo(f"[{m['role']}] {m['content'][:1500]}")
 
 
 def _register_commands() -> None:

@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 
 from cftdata import __version__
 from cftdata.backends.cache import RequestCache, default_cache_dir
+from cftdata.backends.caller import ModelLayer
+from cftdata.executors import make_executor
 from cftdata.formats import Formatter
 from cftdata.interop import llamafactory_entry
 from cftdata.progress import Reporter
@@ -72,10 +74,6 @@ def pool_schema(stages: list[Stage]) -> pa.Schema:
         cols.update(st.columns)
     cols.setdefault("critique", pa.string())
     return pa.schema(list(cols.items()))
-
-
-def fanout(stage: Stage) -> int:
-    return int(getattr(stage, "fanout", 1))
 
 
 def peak_rss_mb() -> float:
@@ -126,9 +124,11 @@ class Build:
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)
-        cache_dir = Path(recipe.cache.dir).expanduser() if recipe.cache.dir else default_cache_dir()
+        cache_dir = self._cache_dir()
         cache = RequestCache.open(cache_dir) if recipe.cache.enabled else None
-        ctx = BuildContext(recipe=recipe, cache=cache, reporter=self.reporter, output_dir=self.out_dir)
+        executor = make_executor(recipe.run)
+        ctx = BuildContext(recipe=recipe, models=ModelLayer(cache, place=executor.place), executor=executor,
+                           reporter=self.reporter, output_dir=self.out_dir)
         stages: list[Stage] = []
         rejects = RejectWriter(self.staging / "rejects.parquet")
         self.reporter.start()
@@ -151,6 +151,7 @@ class Build:
         finally:
             for st in stages:
                 st.close()
+            executor.close()
             if cache is not None:
                 cache.close()
             self.reporter.stop()
@@ -163,38 +164,75 @@ class Build:
         pool_dir = self.staging / "pool"
         pool_dir.mkdir()
         pool_files = []
-        src = self._count("source")
-        shard_size = self.recipe.run.shard_size
-        wanted = [getattr(st, "min_shard_rows", None) for st in stages]
-        floor = max([w for w in wanted if w] or [0])
-        if floor > shard_size:
-            self.reporter.info(f"shard size raised from {shard_size} to {floor} for a batch backend "
-                               "(each shard waits for its batches)")
-            shard_size = floor
-        for shard_no, shard in enumerate(read_source(self.recipe, shard_size, self.limit, self.sample)):
-            t0 = time.monotonic()
-            src.rows_in += len(shard.rows) + len(shard.rejects)
-            src.rows_out += len(shard.rows)
-            src.rejected += len(shard.rejects)
-            src.seconds += time.monotonic() - t0
-            self._reject(shard.rejects, rejects)
-            self.reporter.advance("source", len(shard.rows) + len(shard.rejects))
-            rows = shard.rows
-            for st in stages:
-                c = self._count(st.name)
-                t0 = time.monotonic()
-                out = st.process(rows)
-                c.seconds += time.monotonic() - t0
-                c.rows_in += len(rows) * fanout(st)
-                c.rows_out += len(out.rows)
-                c.rejected += len(out.rejects)
-                self._reject(out.rejects, rejects)
-                rows = out.rows
+        for shard_no, shard in enumerate(read_source(self.recipe, self._shard_size(stages), self.limit, self.sample)):
+            rows = self._through_stages(stages, shard, rejects)
             path = pool_dir / f"pool-{shard_no:05d}.parquet"
             pq.write_table(to_table(rows, schema), path)
             pool_files.append(path)
             self._write_progress(shard_no + 1)
         return pool_files
+
+    def _shard_size(self, stages: list[Stage]) -> int:
+        """``run.shard_size``, raised to what the stages need at least (a batch API fills a batch per shard)."""
+        shard_size = self.recipe.run.shard_size
+        floor = max([st.min_shard_rows for st in stages if st.min_shard_rows] or [0])
+        if floor > shard_size:
+            self.reporter.info(f"shard size raised from {shard_size} to {floor} for a batch backend "
+                               "(each shard waits for its batches)")
+            shard_size = floor
+        return shard_size
+
+    def _through_stages(self, stages: list[Stage], shard: Any, rejects: RejectWriter | None) -> list[dict]:
+        """One source shard through every stage, counted; returns the rows that came out of the last one."""
+        src = self._count("source")
+        src.rows_in += len(shard.rows) + len(shard.rejects)
+        src.rows_out += len(shard.rows)
+        src.rejected += len(shard.rejects)
+        self._reject(shard.rejects, rejects)
+        self.reporter.advance("source", len(shard.rows) + len(shard.rejects))
+        rows = shard.rows
+        for st in stages:
+            c = self._count(st.name)
+            t0 = time.monotonic()
+            out = st.process(rows)
+            c.seconds += time.monotonic() - t0
+            c.rows_in += len(rows) * st.fanout
+            c.rows_out += len(out.rows)
+            c.rejected += len(out.rejects)
+            self._reject(out.rejects, rejects)
+            rows = out.rows
+        return rows
+
+    def estimate(self) -> dict[str, Any]:
+        """A dry run: the real stages over the real source rows, with callers that estimate instead of calling
+        (answers already in the request cache are used). Nothing is written, no API key is needed, and the
+        executor is local (where work runs changes no result). Returns counts per stage, and calls, tokens and
+        dollars per model stage."""
+        recipe = self.recipe
+        preflight(recipe)
+        cache = RequestCache.open_readonly(self._cache_dir()) if recipe.cache.enabled else None
+        executor = make_executor(recipe.run, dry_run=True)
+        models = ModelLayer(cache, estimate=True)
+        ctx = BuildContext(recipe=recipe, models=models, executor=executor, reporter=self.reporter,
+                           output_dir=self.out_dir)
+        stages: list[Stage] = []
+        try:
+            stages = enabled_stages(recipe, ctx)
+            for shard in read_source(recipe, self._shard_size(stages), self.limit, self.sample):
+                self._through_stages(stages, shard, None)
+            summaries = {st.name: st.summary() for st in stages}
+        finally:
+            for st in stages:
+                st.close()
+            executor.close()
+            if cache is not None:
+                cache.close()
+        return {"counts": {k: v.as_dict() for k, v in self.counts.items()},
+                "rejects_by_reason": dict(sorted(self.reject_reasons.items())), "stages": summaries,
+                "models": models.opened, "missing_keys": models.missing_keys}
+
+    def _cache_dir(self) -> Path:
+        return Path(self.recipe.cache.dir).expanduser() if self.recipe.cache.dir else default_cache_dir()
 
     def _select_phase(self, pool_files: list[Path], rejects: RejectWriter) -> tuple[Any, dict]:
         """Choose the final subset (``select``): a boolean mask over pool positions. Every row not chosen is
@@ -202,7 +240,7 @@ class Build:
         if self.recipe.select is None:
             return None, {}
         from cftdata.rows import Reject
-        from cftdata.selection import select_mask
+        from cftdata.stages.select import select_mask
 
         t0 = time.monotonic()
         mask, summary = select_mask(self.recipe, pool_files)
@@ -262,10 +300,12 @@ class Build:
             c.seconds += time.monotonic() - t0
         return writer.close(), writer.rows
 
-    def _reject(self, rejects, writer: RejectWriter) -> None:
+    def _reject(self, rejects, writer: RejectWriter | None) -> None:
+        """Count rejects by reason and write them (a dry run only counts)."""
         for r in rejects:
             self.reject_reasons[f"{r.stage}:{r.reason}"] += 1
-        writer.write(rejects)
+        if writer is not None:
+            writer.write(rejects)
 
     def _write_progress(self, shards_done: int) -> None:
         """``.staging/progress.json``: what ``cftdata status`` reads for a running or interrupted build."""
@@ -282,7 +322,7 @@ class Build:
 
     def _manifest(self, summaries: dict, files: list[Path], n_out: int, n_rej: int, seconds: float,
                   cache_dir: Path) -> dict[str, Any]:
-        from cftdata.pricing import cost_usd
+        from cftdata.backends.pricing import cost_usd
 
         usage, cost = {}, {}
         for name, spec_name in (("respond", "respond"), ("critique", "teacher")):

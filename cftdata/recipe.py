@@ -57,8 +57,6 @@ class ModelSpec(Strict):
     max_retries: int = Field(default=6, ge=0)
     stall_timeout_s: float = Field(default=900, gt=0, description="stop when no request finishes for this long")
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings")
-    # The recipe's run settings (not a YAML key), set by Recipe: None for a spec made on its own.
-    _run: Any = None
 
 
 class SourceSpec(Strict):
@@ -154,7 +152,7 @@ class DecontaminateSpec(Strict):
 
 
 class SelectSpec(Strict):
-    """Choose the final subset from the critiqued pool (see cftdata.quality.select)."""
+    """Choose the final subset from the critiqued pool (see cftdata.quality.selectors)."""
 
     strategy: str = "longest_critique"
     n: int = Field(default=50_000, gt=0)
@@ -205,7 +203,8 @@ class RunSpec(Strict):
     shard_size: int = Field(default=1000, gt=0, description="rows per shard; memory is bounded by it")
     seed: int = 0
     executor: Literal["local", "ray"] = Field(
-        default="local", description="ray: run vllm generation and verify as Ray Data jobs (the ray extra)")
+        default="local", description="ray: run verify and in-process engines that scale out (vllm) as Ray Data jobs "
+                                      "(the ray extra)")
     ray_address: str | None = Field(
         default=None, description="Ray cluster to join (default: $RAY_ADDRESS, else a local one on 127.0.0.1)")
     ray_concurrency: int = Field(default=1, gt=0, description="Ray Data actors per job (vLLM engines, verifiers)")
@@ -235,13 +234,6 @@ class Recipe(Strict):
 
     # Where the recipe was read from (not a YAML key): relative paths resolve against it.
     _origin: Path | None = None
-
-    @model_validator(mode="after")
-    def _bind_run(self) -> Recipe:
-        """Model sections see the run settings (the vllm backend reads ``run.executor``)."""
-        for spec in (self.respond, self.teacher):
-            spec._run = self.run
-        return self
 
     @field_validator("name")
     @classmethod

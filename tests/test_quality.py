@@ -16,7 +16,7 @@ from cftdata.errors import CftdataError
 from cftdata.quality.decontaminate import BENCHMARKS, DEFAULT_BENCHMARKS, Decontaminator, load_benchmark
 from cftdata.quality.dedup import Deduplicator, KeyIndex, optimal_bands
 from cftdata.quality.normalize import ngram_hashes, normalize_text, word_tokens
-from cftdata.quality.select import SELECTORS, SelectionError, select, strategy_params
+from cftdata.quality.selectors import SELECTORS, SelectionError, select, strategy_params
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(

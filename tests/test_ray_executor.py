@@ -1,14 +1,14 @@
-"""``run.executor: ray``: the verify stage and the vllm generation backend as Ray Data jobs.
+"""``run.executor: ray``: the verify stage's checks and the vllm backend as Ray Data jobs.
 
 A real local Ray instance is started once for this module by the executor's own code
 (:class:`~cftdata.executors.ray_data.RaySession` with no ``RAY_ADDRESS``), bound to 127.0.0.1 only. The
 fixture asserts that every listening socket of every Ray process (and every connection's remote end) is on
 the loopback interface, before and after the tests run, and that no Ray process is left after shutdown.
 
-vLLM itself cannot run here (no GPU; vLLM is not installed), so the generation job runs the very same
-``map_batches`` job with ``vllm.LLM`` / ``vllm.SamplingParams`` swapped for stand-ins that follow vLLM's
-documented ``RequestOutput`` (``prompt_token_ids``, ``outputs``) and ``CompletionOutput`` (``text``,
-``token_ids``, ``finish_reason``) fields, and with ``run.ray_num_gpus_per_worker: 0``.
+vLLM itself cannot run here (no GPU; vLLM is not installed), so the actors run the real ``vllm`` backend
+class with its engine classes swapped for stand-ins that follow vLLM's documented ``RequestOutput``
+(``prompt_token_ids``, ``outputs``) and ``CompletionOutput`` (``text``, ``token_ids``, ``finish_reason``)
+fields (:class:`StandInVLLMBackend`, registered as ``vllm-standin``), with ``run.ray_num_gpus_per_worker: 0``.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra (ray[data]) is not installed")
 psutil = pytest.importorskip("psutil", reason="psutil is needed to check Ray's sockets")
 
-from cftdata.backends.base import Request, make_backend  # noqa: E402
+from cftdata.backends import BACKENDS, make_backend  # noqa: E402
+from cftdata.backends.base import Request  # noqa: E402
 from cftdata.backends.cache import RequestCache  # noqa: E402
-from cftdata.backends.caller import ModelCaller  # noqa: E402
-from cftdata.executors import ray_data  # noqa: E402
+from cftdata.backends.caller import ModelLayer  # noqa: E402
+from cftdata.backends.vllm_offline import VLLMBackend  # noqa: E402
+from cftdata.executors import make_executor, ray_data  # noqa: E402
+from cftdata.executors.base import ShippedBackend  # noqa: E402
 from cftdata.pipeline import build  # noqa: E402
 from cftdata.recipe import RespondSpec, RunSpec, validate_recipe  # noqa: E402
 
@@ -220,14 +223,28 @@ class StandInLLM:
         return out
 
 
+class StandInVLLMBackend(VLLMBackend):
+    """The real ``vllm`` backend code with the stand-in engine classes."""
+
+    name = "vllm-standin"
+    llm_cls = StandInLLM
+    sampling_cls = StandInSamplingParams
+
+
+if "vllm-standin" not in BACKENDS:  # also imported in the Ray actors, which unpickle the class by reference
+    BACKENDS.add("vllm-standin", StandInVLLMBackend)
+
+RUN = {"executor": "ray", "ray_num_gpus_per_worker": 0, "ray_concurrency": 2, "ray_batch_size": 3}
+
+
 def _spec() -> RespondSpec:
     recipe = validate_recipe({
         "name": "gen", "source": {"path": "unused.jsonl"},
-        "respond": {"mode": "generate", "backend": "vllm", "model": "Qwen/Qwen2.5-Math-7B-Instruct",
+        "respond": {"mode": "generate", "backend": "vllm-standin", "model": "Qwen/Qwen2.5-Math-7B-Instruct",
                     "options": {"max_model_len": 4096, "gpu_memory_utilization": 0.9},
                     "params": {"temperature": 0.7, "max_tokens": 64}},
         # no GPU here: CPU actors; on a cluster ray_num_gpus_per_worker stays 1
-        "run": {"executor": "ray", "ray_num_gpus_per_worker": 0, "ray_concurrency": 2, "ray_batch_size": 3},
+        "run": RUN,
     })
     return recipe.respond
 
@@ -241,55 +258,84 @@ def _expected(spec: RespondSpec, req: Request) -> str:
     return f"{spec.model}|4096|{req.messages[-1][1]}|seed={req.param_dict['seed']}"
 
 
-def test_generation_job_is_built_for_gpu_actors():
+def test_the_executor_places_only_engines_that_scale_out():
     spec = _spec()
-    run = RunSpec(executor="ray", ray_concurrency=8, ray_batch_size=128)
-    opts = ray_data.generation_job_options(spec, run)
+    ray_exec = make_executor(RunSpec(executor="ray", ray_concurrency=8, ray_batch_size=128))
+    local_exec = make_executor(RunSpec())
+    vllm = make_backend(spec.model_copy(update={"backend": "vllm"}))
+    shipped = ray_exec.place(vllm)
+    assert isinstance(shipped, ShippedBackend) and shipped.inner is vllm
+    assert shipped.cache_namespace == vllm.cache_namespace == "vllm:offline"  # cache shared with the local engine
+    assert local_exec.place(vllm) is vllm
+    http = make_backend(RespondSpec(backend="openai", model="m", base_url="http://127.0.0.1:9/v1"))
+    assert ray_exec.place(http) is http  # HTTP APIs stay in the driver, with their rate limiter
+    opts = ray_exec.job_options(shipped.task)
     pool = opts.pop("compute")
     assert isinstance(pool, ray.data.ActorPoolStrategy) and (pool.min_size, pool.max_size) == (8, 8)
-    assert opts == {"batch_size": 128, "num_gpus": 1, "batch_format": "numpy"}
-    assert spec._run.executor == "ray"
-    assert make_backend(spec).cache_namespace == "vllm:offline"  # the local engine's cache is shared
+    assert opts == {"batch_size": 128, "num_gpus": 1, "num_cpus": 1, "batch_format": "numpy"}
+    assert not hasattr(spec, "_run")  # run settings are no longer smuggled into model specs
 
 
-def test_vllm_ray_job_streams_results_in_order(ray_session):
+def test_vllm_backend_on_ray_streams_results_in_order(ray_session):
     spec = _spec()
+    executor = make_executor(RunSpec(**RUN))
+    backend = executor.place(make_backend(spec))
     reqs = _requests(spec, 10)
     seen: list[tuple[int, Any]] = []
-    n = ray_data.generate_on_ray(reqs, lambda i, r: seen.append((i, r)), spec, spec._run,
-                                 llm_cls=StandInLLM, sampling_cls=StandInSamplingParams)
-    assert n == 10 and [i for i, _ in seen] == list(range(10))
+    try:
+        backend.generate(reqs, lambda i, r: seen.append((i, r)))
+    finally:
+        executor.close()
+    assert [i for i, _ in seen] == list(range(10))
     for i, res in seen:
         assert res.ok and res.text == _expected(spec, reqs[i]) and res.finish_reason == "stop"
         assert res.input_tokens == len(reqs[i].messages[-1][1]) and res.output_tokens > 0
+        assert res.text.split("|")[0] == spec.model
 
 
-def test_vllm_backend_on_ray_fills_the_request_cache(ray_session, tmp_path, monkeypatch):
+def test_vllm_on_ray_fills_the_request_cache_the_local_engine_reads(ray_session, tmp_path):
     spec = _spec()
-    jobs = []
-
-    orig = ray_data.generate_on_ray
-
-    def stand_in_job(requests: Any, on_result: Any, spec: Any, run: Any) -> int:
-        """The backend's Ray job, with the stand-in engine in the actors."""
-        jobs.append(len(requests))
-        return orig(requests, on_result, spec, run, llm_cls=StandInLLM, sampling_cls=StandInSamplingParams)
-
-    monkeypatch.setattr(ray_data, "generate_on_ray", stand_in_job)
-    backend = make_backend(spec)
+    executor = make_executor(RunSpec(**RUN))
     cache = RequestCache(tmp_path / "cache.sqlite")
     reqs = _requests(spec, 7)
     reqs.append(reqs[2])  # a duplicate is sent once
     try:
-        first = ModelCaller(backend, cache).call(reqs)
-        assert jobs == [7]
+        caller = ModelLayer(cache, place=executor.place).caller(spec)
+        first = caller.call(reqs)
+        assert caller.stats.calls == 7 and caller.backend.stats() == {"requests": 7, "executor": "ray"}
         assert [r.text for r in first] == [_expected(spec, r) for r in reqs]
-        assert backend.stats() == {"requests": 7}
-        again = ModelCaller(backend, cache)
-        second = again.call(reqs)
-        assert jobs == [7] and again.stats.cache_hits == 8  # all from the cache: no second Ray job
+        local = ModelLayer(cache).caller(spec)  # the local executor: the engine in this process
+        second = local.call(reqs)
+        assert local.stats.cache_hits == 8 and local.stats.calls == 0  # all from the cache, no engine built
+        assert local.backend._llm is None
         assert [r.text for r in second] == [r.text for r in first]
     finally:
-        backend.close()
+        executor.close()
         cache.close()
-    assert ray.is_initialized()  # the backend's session closed; the fixture's keeps Ray up
+    assert ray.is_initialized()  # the executor's session closed; the fixture's keeps Ray up
+
+
+def test_a_build_generates_on_ray_and_resumes_locally(ray_session, tmp_path):
+    """The same recipe with run.executor ray, then local: the stages never know; the second build makes no call."""
+    source = tmp_path / "q.jsonl"
+    source.write_text("".join(json.dumps({"question": f"Solve problem {i}.", "answer": str(i)}) + "\n"
+                              for i in range(5)))
+
+    def recipe(executor: str, out: str):
+        return validate_recipe({
+            "name": f"gen-{executor}", "source": {"path": str(source), "answer": "answer"},
+            "respond": {"mode": "generate", "backend": "vllm-standin", "model": "m", "n": 2, "prompt": "raw",
+                        "options": {"max_model_len": 4096}, "params": {"temperature": 0.7, "max_tokens": 64,
+                                                                       "seed": 1}},
+            "teacher": {"backend": "none"}, "output": {"dir": str(tmp_path / out), "format": "sft-alpaca"},
+            "run": {**RUN, "executor": executor}})
+
+    on_ray = build(recipe("ray", "a"))
+    assert on_ray.manifest["usage"]["respond"]["calls_made"] == 10
+    assert on_ray.manifest["stages"]["respond"]["backend_stats"]["executor"] == "ray"
+    local = build(recipe("local", "b"))
+    assert local.manifest["usage"]["respond"]["calls_made"] == 0
+    assert local.manifest["usage"]["respond"]["cache_hits"] == 10
+    a = pl.read_parquet(on_ray.output_dir / "data" / "*.parquet")
+    b = pl.read_parquet(local.output_dir / "data" / "*.parquet")
+    assert a.height == b.height == 10 and a["output"].to_list() == b["output"].to_list()

@@ -1,5 +1,6 @@
 """Every shipped recipe passes `cftdata build --dry-run` offline: prompts render, calls and cost are estimated.
-Hub sources are pointed at fixtures that follow ../shared/reference/corpora.md."""
+Hub sources are pointed at fixtures that follow ../shared/reference/corpora.md, and decontamination at the real
+benchmark files in ../shared/data (a dry run runs the real stages). Exact costs: tests/test_dry_run_costs.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from cftdata.dryrun import dry_run
 from cftdata.recipe import load_recipe
-from tests.conftest import FIXTURES, ROOT, run_cli
+from tests.conftest import FIXTURES, ROOT, SHARED_DATA, run_cli
 
 FIXTURE_FOR = {
     "webinstruct": "webinstructsub.jsonl",
@@ -23,9 +24,12 @@ RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").rglo
 
 def offline_overrides(path: str) -> list[str]:
     r = load_recipe(ROOT / path)
-    if r.source.hub is None:
-        return []
-    return [f"source.path={FIXTURES / FIXTURE_FOR[r.source.corpus]}", "source.hub=null"]
+    out = []
+    if r.source.hub is not None:
+        out += [f"source.path={FIXTURES / FIXTURE_FOR[r.source.corpus]}", "source.hub=null"]
+    if r.decontaminate is not None:
+        out.append(f"decontaminate.data_dir={SHARED_DATA}")
+    return out
 
 
 @pytest.mark.parametrize("path", RECIPES)

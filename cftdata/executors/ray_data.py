@@ -1,36 +1,31 @@
-"""Ray Data jobs for the two stages that scale out: ``vllm`` generation and answer verification.
-
-Chosen with ``run.executor: ray`` in the recipe (the ``ray`` extra: ``pip install -e '.[ray]'``).
+"""``run.executor: ray``: tasks as Ray Data jobs (the ``ray`` extra: ``pip install -e '.[ray]'``).
 
 * Cluster: ``run.ray_address``, else the ``RAY_ADDRESS`` environment variable, else a local single-node
   instance started here, bound to 127.0.0.1 only (no dashboard, no usage stats). A Ray session that is
   already initialised in this process is reused as it is. :class:`RaySession` counts its users and shuts
-  down only an instance it started itself, when the last stage using it closes.
-* Generation (:func:`generate_on_ray`): the requests of one shard become a dataset of (index, messages,
-  sampling kwargs) rows; ``map_batches`` runs :class:`VLLMPredictor`, a callable class holding one
-  ``vllm.LLM`` per actor, with ``num_gpus=run.ray_num_gpus_per_worker`` and
-  ``concurrency=run.ray_concurrency`` actors. Results are streamed back to the driver in request order
-  and handed to ``on_result(index, Result)`` as they arrive, so the request cache stores each at once.
-* Verification (:func:`verify_pairs`): the (gold, pred) pairs of one shard run through
-  :class:`VerifyPredictor`, one :class:`~cftdata.verify.pool.Verifier` (process pool with the hard
-  per-item time limit) per actor, so statuses are exactly those of the local verifier.
+  down only an instance it started itself, when the last user closes.
+* :meth:`RayExecutor.map`: the items of one call (one shard's requests or answer pairs) become a dataset of
+  (index, pickled item) rows; ``map_batches`` runs :class:`TaskActor`, which builds the task's worker once
+  per actor (a :class:`~cftdata.executors.base.BackendWorker` holding one vLLM engine; the verify stage's
+  math-verify pool), on ``run.ray_concurrency`` actors. Outputs stream back to the driver in item order as
+  blocks finish, so the request cache stores each answer at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import pickle
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cftdata.errors import BackendConfigError
+from cftdata.executors.base import EXECUTORS, Executor, Task
 
 if TYPE_CHECKING:
-    from cftdata.backends.base import OnResult, Request
-    from cftdata.recipe import ModelSpec, RunSpec, VerifySpec
-    from cftdata.verify.pool import VerifyResult
+    from cftdata.backends.base import Backend
+    from cftdata.recipe import RunSpec
 
 #: Host every socket of a locally started Ray instance binds to.
 LOOPBACK = "127.0.0.1"
@@ -123,138 +118,74 @@ class RaySession:
 
 
 # ---------------------------------------------------------------------------------------------
-# generation (vllm)
+# the executor
 
 
-class VLLMPredictor:
-    """Ray Data callable class: one ``vllm.LLM`` per actor; a batch of chat requests in, one result each out.
+class TaskActor:
+    """Ray Data callable class: one worker of a :class:`~cftdata.executors.base.Task` per actor; a batch of
+    pickled items in, their pickled outputs out."""
 
-    ``llm_cls`` / ``sampling_cls`` default to ``vllm.LLM`` / ``vllm.SamplingParams``; tests pass stand-ins
-    that follow vLLM's documented ``RequestOutput`` / ``CompletionOutput`` fields.
-    """
-
-    def __init__(self, model: str, engine_options: dict[str, Any], llm_cls: Callable[..., Any] | None = None,
-                 sampling_cls: Callable[..., Any] | None = None) -> None:
-        if llm_cls is None or sampling_cls is None:
-            from vllm import LLM, SamplingParams
-
-            llm_cls = llm_cls or LLM
-            sampling_cls = sampling_cls or SamplingParams
-        self.sampling_cls = sampling_cls
-        self.llm = llm_cls(model=model, **engine_options)
+    def __init__(self, task: Task) -> None:
+        self.worker = task.worker(**task.kwargs)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        from cftdata.backends.base import Result
-        from cftdata.backends.vllm_offline import parse_output
-
-        messages = [json.loads(m) for m in batch["messages"]]
-        params = [self.sampling_cls(**json.loads(k)) for k in batch["sampling"]]
-        try:
-            outputs = self.llm.chat(messages, sampling_params=params, use_tqdm=False)
-            results = [parse_output(o) for o in outputs]
-            if len(results) != len(messages):
-                raise RuntimeError(f"vLLM returned {len(results)} outputs for {len(messages)} requests")
-        except Exception as e:  # one failed batch becomes error results, never a crashed build
-            results = [Result(error="vllm_error", error_detail=f"{type(e).__name__}: {e}"[:500])] * len(messages)
-        return {"index": [int(i) for i in batch["index"]], "result": [r.to_json() for r in results]}
-
-
-def generation_job_options(spec: ModelSpec, run: RunSpec) -> dict[str, Any]:
-    """The ``map_batches`` arguments of the generation job (besides the callable and its constructor args)."""
-    ray = import_ray()
-    return {"batch_size": run.ray_batch_size, "num_gpus": run.ray_num_gpus_per_worker,
-            "compute": ray.data.ActorPoolStrategy(size=run.ray_concurrency), "batch_format": "numpy"}
-
-
-def generation_dataset(requests: Sequence[Request], kwargs: Sequence[dict[str, Any]], spec: ModelSpec,
-                       run: RunSpec, llm_cls: Callable[..., Any] | None = None,
-                       sampling_cls: Callable[..., Any] | None = None) -> Any:
-    """The (lazy) Ray Dataset that generates one result per request with :class:`VLLMPredictor`."""
-    ray = import_ray()
-    from cftdata.backends.vllm_offline import ENGINE_OPTIONS
-
-    rows = [{"index": i, "messages": json.dumps(r.message_dicts, ensure_ascii=False),
-             "sampling": json.dumps(k, ensure_ascii=False)} for i, (r, k) in enumerate(zip(requests, kwargs, strict=True))]
-    engine = {k: v for k, v in spec.options.items() if k in ENGINE_OPTIONS}
-    ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), run))
-    return ds.map_batches(VLLMPredictor, fn_constructor_kwargs={"model": spec.model, "engine_options": engine,
-                                                                "llm_cls": llm_cls, "sampling_cls": sampling_cls},
-                          **generation_job_options(spec, run))
-
-
-def generate_on_ray(requests: Sequence[Request], on_result: OnResult, spec: ModelSpec, run: RunSpec,
-                    llm_cls: Callable[..., Any] | None = None, sampling_cls: Callable[..., Any] | None = None) -> int:
-    """Run the requests as a Ray Data job; ``on_result(index, Result)`` for each, in request order, as the
-    results stream back. Returns how many results were delivered."""
-    from cftdata.backends.base import Result
-    from cftdata.backends.vllm_offline import sampling_kwargs
-
-    if not requests:
-        return 0
-    kwargs = [sampling_kwargs(r.param_dict) for r in requests]  # validate before starting anything
-    done = 0
-    with _preserve_order():
-        ds = generation_dataset(requests, kwargs, spec, run, llm_cls, sampling_cls)
-        for index, blob in _rows(ds, ("index", "result")):
-            on_result(int(index), Result(**json.loads(blob)))
-            done += 1
-    return done
-
-
-# ---------------------------------------------------------------------------------------------
-# verification
-
-
-class VerifyPredictor:
-    """Ray Data callable class: one :class:`~cftdata.verify.pool.Verifier` per actor (its own worker processes
-    with the hard per-item limit), so each status is what the local verify stage would give."""
-
-    def __init__(self, workers: int, timeout_s: float, max_chars: int) -> None:
-        from cftdata.verify.pool import Verifier
-
-        self.verifier = Verifier(workers=workers, timeout_s=timeout_s, max_chars=max_chars).__enter__()
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        pairs = [(str(g), str(p)) for g, p in zip(batch["gold"], batch["pred"], strict=True)]
-        res = self.verifier.verify_many(pairs)
-        return {"index": [int(i) for i in batch["index"]],
-                "result": [json.dumps([r.status, r.pred_parsed, r.gold_parsed, r.detail]) for r in res]}
+        outputs = self.worker([pickle.loads(b) for b in batch["item"]])
+        return {"index": [int(i) for i in batch["index"]], "output": [pickle.dumps(o) for o in outputs]}
 
     def __del__(self) -> None:
-        verifier = getattr(self, "verifier", None)
-        if verifier is not None:
-            verifier.close()
+        close = getattr(getattr(self, "worker", None), "close", None)
+        if close is not None:
+            close()
 
 
-def verify_job_options(spec: VerifySpec, run: RunSpec) -> dict[str, Any]:
-    """The ``map_batches`` arguments of the verify job: ``verify.workers`` CPUs per actor."""
-    ray = import_ray()
-    return {"batch_size": run.ray_batch_size, "num_cpus": spec.workers,
-            "compute": ray.data.ActorPoolStrategy(size=run.ray_concurrency), "batch_format": "numpy"}
+@EXECUTORS.register("ray")
+class RayExecutor(Executor):
+    """Each :meth:`map` is a Ray Data job: ``run.ray_concurrency`` actors (one task worker each), batches of
+    ``run.ray_batch_size`` items, ``task.cpus`` CPUs and, for a task that needs an accelerator,
+    ``run.ray_num_gpus_per_worker`` GPUs per actor. Backends that scale out (vLLM) run on the actors."""
 
+    name = "ray"
 
-def verify_pairs(pairs: Sequence[tuple[str, str]], spec: VerifySpec, run: RunSpec) -> list[VerifyResult]:
-    """Verify (gold, pred) pairs as a Ray Data job; one result per pair, in order (like ``verify_many``)."""
-    ray = import_ray()
-    from cftdata.verify.pool import VerifyResult
+    def __init__(self, run: RunSpec) -> None:
+        super().__init__(run)
+        import_ray()  # a missing extra is an error before any work
+        self._session: RaySession | None = None
 
-    if not pairs:
-        return []
-    rows = [{"index": i, "gold": g, "pred": p} for i, (g, p) in enumerate(pairs)]
-    out: list[VerifyResult | None] = [None] * len(pairs)
-    with _preserve_order():
-        ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), run)).map_batches(
-            VerifyPredictor, fn_constructor_kwargs={"workers": spec.workers, "timeout_s": spec.timeout_s,
-                                                    "max_chars": spec.max_chars},
-            **verify_job_options(spec, run))
-        for index, blob in _rows(ds, ("index", "result")):
-            status, pred_parsed, gold_parsed, detail = json.loads(blob)
-            out[int(index)] = VerifyResult(status=status, pred_parsed=pred_parsed, gold_parsed=gold_parsed,
-                                           detail=detail)
-    missing = [i for i, r in enumerate(out) if r is None]
-    if missing:
-        raise RuntimeError(f"the Ray verify job returned no result for {len(missing)} of {len(pairs)} pairs")
-    return out  # type: ignore[return-value]
+    def runs_elsewhere(self, backend: Backend) -> bool:
+        return backend.scale_out
+
+    def job_options(self, task: Task) -> dict[str, Any]:
+        """The ``map_batches`` arguments of a task's job (besides the callable and its constructor args)."""
+        ray = import_ray()
+        run = self.run
+        return {"batch_size": run.ray_batch_size, "num_cpus": task.cpus,
+                "num_gpus": run.ray_num_gpus_per_worker if task.accelerator else 0,
+                "compute": ray.data.ActorPoolStrategy(size=run.ray_concurrency), "batch_format": "numpy"}
+
+    def dataset(self, task: Task, items: Sequence[Any]) -> Any:
+        """The (lazy) Ray Dataset that applies ``task`` to ``items``."""
+        ray = import_ray()
+        rows = [{"index": i, "item": pickle.dumps(x)} for i, x in enumerate(items)]
+        ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), self.run))
+        return ds.map_batches(TaskActor, fn_constructor_kwargs={"task": task}, **self.job_options(task))
+
+    def map(self, task: Task, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        if not items:
+            return
+        if self._session is None:
+            self._session = RaySession(self.run)
+        seen = 0
+        with _preserve_order():
+            for index, blob in _rows(self.dataset(task, items), ("index", "output")):
+                seen += 1
+                yield int(index), pickle.loads(blob)
+        if seen != len(items):
+            raise RuntimeError(f"the Ray job of {task.key()[0]} returned {seen} results for {len(items)} items")
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,10 +5,10 @@
   (first occurrence wins; fed shard by shard; bounded per-row index).
 * :mod:`~cftdata.quality.decontaminate`: :class:`Decontaminator`, 8-gram overlap against benchmark
   test sets (:data:`BENCHMARKS`, :func:`load_benchmark`).
-* :mod:`~cftdata.quality.select`: selection strategies (:data:`SELECTORS`, :func:`select`):
+* :mod:`~cftdata.quality.selectors`: selection strategies (:data:`SELECTORS`, :func:`select`):
   ``random``, ``longest_critique`` (the paper's), ``balanced_verdict``, ``length_matched``.
 
-Selection lives in its submodule (``from cftdata.quality.select import select, SELECTORS``) so
+Selection lives in its submodule (``from cftdata.quality.selectors import select, SELECTORS``) so
 that importing dedup/decontamination does not load polars; ``datasets`` is imported only when a
 benchmark is loaded from the Hub.
 """

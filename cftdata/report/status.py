@@ -121,7 +121,7 @@ def _recipe_from(info: dict[str, Any]):
 
 
 def _cost_of(recipe, tokens: dict[str, dict[str, int]]) -> float | None:
-    from cftdata.pricing import cost_usd
+    from cftdata.backends.pricing import cost_usd
 
     total, known = 0.0, False
     for role, t in tokens.items():

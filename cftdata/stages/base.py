@@ -5,14 +5,21 @@ A stage is a small class registered in :data:`STAGES`. The pipeline builds the e
 
 * declares the columns it adds (``columns``: name -> pyarrow type), so every shard has one schema;
 * never drops a row silently: a row it cannot handle becomes a :class:`~cftdata.rows.Reject`;
+* says how many rows come out per row in when nothing is rejected (:attr:`Stage.fanout`: ``n`` for a respond
+  stage sampling ``n`` responses), so the pipeline checks ``in x fanout = out + rejected``;
+* says the least shard size it wants (:attr:`Stage.min_shard_rows`: a batch API fills one batch per shard);
 * keeps whatever counters it wants to report in :meth:`summary` (goes to the manifest);
 * may keep state across shards (dedup indexes do), but must bound it or say so in its docstring.
+
+Stages call models only through ``ctx.models`` (cached callers; estimating ones in a dry run) and run
+scale-out work only through ``ctx.executor.map``: they never know which executor runs, nor whether calls
+are real.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,21 +29,22 @@ from cftdata.registry import Registry
 from cftdata.rows import Row, StageOutput
 
 if TYPE_CHECKING:
-    from cftdata.backends.cache import RequestCache
+    from cftdata.backends.caller import ModelLayer
+    from cftdata.executors.base import Executor
     from cftdata.progress import Reporter
     from cftdata.recipe import Recipe
 
 
 @dataclass
 class BuildContext:
-    """What every stage may use: the recipe, the request cache, the progress reporter, the output dir."""
+    """What every stage may use: the recipe, the model layer (cached callers), the executor (where scale-out
+    work runs), the progress reporter and the output dir."""
 
     recipe: Recipe
-    cache: RequestCache | None
+    models: ModelLayer
+    executor: Executor
     reporter: Reporter
     output_dir: Path
-    dry_run: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Stage(ABC):
@@ -48,6 +56,16 @@ class Stage(ABC):
 
     def __init__(self, ctx: BuildContext) -> None:
         self.ctx = ctx
+
+    @property
+    def fanout(self) -> int:
+        """Rows out per row in, before rejects (1 for every stage but a sampling respond stage)."""
+        return 1
+
+    @property
+    def min_shard_rows(self) -> int | None:
+        """The least rows per shard this stage wants (None: any); the pipeline raises ``run.shard_size``."""
+        return None
 
     @classmethod
     def enabled(cls, recipe: Recipe) -> bool:

@@ -81,4 +81,4 @@ class CritiqueStage(Stage):
 
     def close(self) -> None:
         if self.caller:
-            self.caller.backend.close()
+            self.caller.close()

@@ -1,24 +1,22 @@
-"""What the respond and critique stages share: a backend behind the cache, and result checking."""
+"""What the respond and critique stages share: a cached caller from the model layer, and result checking."""
 
 from __future__ import annotations
 
-from cftdata.backends.base import Result, make_backend
+from cftdata.backends.base import Result
 from cftdata.backends.caller import ModelCaller
+from cftdata.backends.pricing import cost_usd
 from cftdata.recipe import ModelSpec
 from cftdata.stages.base import BuildContext
 
 
 def open_caller(spec: ModelSpec, ctx: BuildContext, label: str) -> ModelCaller:
     """A cached caller whose progress (rows, calls, cache hits, in flight, 429s, tokens, dollars) is shown."""
-    from cftdata.pricing import cost_usd
-
-    backend = make_backend(spec)
     caller: ModelCaller
 
     def progress(n: int) -> None:
         st = caller.stats
-        b = backend.stats()
-        limiter = getattr(backend, "limiter", None)
+        b = caller.backend.stats()
+        limiter = getattr(caller.backend, "limiter", None)
         cost = cost_usd(spec, st.input_tokens, st.output_tokens)
         ctx.reporter.advance(label, n, {
             "calls": st.calls, "cached": st.cache_hits,
@@ -27,7 +25,7 @@ def open_caller(spec: ModelSpec, ctx: BuildContext, label: str) -> ModelCaller:
             "tokens": st.input_tokens + st.output_tokens, "$": f"{cost:.4f}" if cost is not None else None,
         })
 
-    caller = ModelCaller(backend, ctx.cache, on_progress=progress)
+    caller = ctx.models.caller(spec, on_progress=progress, label=label)
     return caller
 
 

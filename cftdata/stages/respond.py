@@ -31,15 +31,17 @@ class RespondStage(Stage):
         super().__init__(ctx)
         self.spec = ctx.recipe.respond
         self.caller = None
-        self.fanout = 1
         if self.spec.mode == "generate":
             self.template = resolve_prompt(self.spec.prompt, SOLVE_PROMPTS, ctx.recipe.resolve_path)
             self.caller = open_caller(self.spec, ctx, self.name)
-            self.fanout = self.spec.n
 
     @property
     def min_shard_rows(self) -> int | None:
         return self.caller.backend.min_shard_rows if self.caller else None
+
+    @property
+    def fanout(self) -> int:
+        return self.spec.n if self.caller else 1
 
     def process(self, rows: list[Row]) -> StageOutput:
         if self.caller is None:
@@ -89,4 +91,4 @@ class RespondStage(Stage):
 
     def close(self) -> None:
         if self.caller:
-            self.caller.backend.close()
+            self.caller.close()

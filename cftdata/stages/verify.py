@@ -6,6 +6,11 @@ row: ``correct`` / ``incorrect`` / ``unverifiable`` (no reference or no extracta
 / ``error``, with the parsed forms kept. Checks run in worker processes with a hard per-item time limit,
 so a pathological expression becomes ``timeout`` and the build goes on. Runs before the teacher, so
 rows dropped here (``verify.drop``) cost no critique.
+
+The checks are a task of the run's executor (:class:`VerifyWorker`: one math-verify pool per worker), so
+they run in this process or as Ray Data jobs without this stage knowing which. In a dry run, a response that
+was not generated (:func:`~cftdata.backends.estimate.is_estimate`) gets the status ``estimate`` and goes on:
+whether it would be dropped is unknown until it exists.
 """
 
 from __future__ import annotations
@@ -14,9 +19,25 @@ from collections import Counter
 
 import pyarrow as pa
 
+from cftdata.backends.estimate import is_estimate
+from cftdata.executors.base import Task
 from cftdata.rows import Reject, Row, StageOutput
 from cftdata.stages.base import STAGES, BuildContext, Stage
-from cftdata.verify import Verifier, extract_answer
+from cftdata.verify import Verifier, VerifyResult, extract_answer
+
+
+class VerifyWorker:
+    """An executor worker: one :class:`~cftdata.verify.pool.Verifier` (its own processes, hard per-item time
+    limit) that checks lists of (gold, pred) pairs, so every executor gives the local verifier's statuses."""
+
+    def __init__(self, workers: int, timeout_s: float, max_chars: int) -> None:
+        self.verifier = Verifier(workers=workers, timeout_s=timeout_s, max_chars=max_chars).__enter__()
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> list[VerifyResult]:
+        return self.verifier.verify_many(pairs)
+
+    def close(self) -> None:
+        self.verifier.close()
 
 
 @STAGES.register("verify")
@@ -35,35 +56,22 @@ class VerifyStage(Stage):
         extract_answer("", self.spec.answer_rule)  # an unknown rule fails before any work
         self.drop = set(self.spec.drop)
         self.counts: Counter = Counter()
-        self._verifier: Verifier | None = None
-        self._ray = None  # a RaySession with run.executor: ray
-
-    def _get(self) -> Verifier:
-        if self._verifier is None:
-            self._verifier = Verifier(workers=self.spec.workers, timeout_s=self.spec.timeout_s,
-                                      max_chars=self.spec.max_chars).__enter__()
-        return self._verifier
-
-    def _check(self, pairs: list[tuple[str, str]]) -> list:
-        """The local process pool, or a Ray Data job with ``run.executor: ray``."""
-        run = self.ctx.recipe.run
-        if run.executor != "ray":
-            return self._get().verify_many(pairs)
-        from cftdata.executors.ray_data import RaySession, verify_pairs
-
-        if self._ray is None:
-            self._ray = RaySession(run)
-        return verify_pairs(pairs, self.spec, run)
+        self.task = Task(VerifyWorker, {"workers": self.spec.workers, "timeout_s": self.spec.timeout_s,
+                                        "max_chars": self.spec.max_chars}, cpus=self.spec.workers)
 
     def process(self, rows: list[Row]) -> StageOutput:
         preds = [extract_answer(r.get("response"), self.spec.answer_rule) for r in rows]
         pairs = [(r.get("reference_answer"), p) for r, p in zip(rows, preds, strict=True)]
         todo = [i for i, (g, p) in enumerate(pairs) if g and p]
-        results = dict(zip(todo, self._check([pairs[i] for i in todo]), strict=True)) if todo else {}
+        checked = self.ctx.executor.map(self.task, [pairs[i] for i in todo])
+        results = {todo[j]: res for j, res in checked}
         out, rejects = [], []
         for i, row in enumerate(rows):
             res = results.get(i)
-            if res is None:
+            if is_estimate(row.get("response")):
+                new = {**row, "verify_status": "estimate", "verify_pred": None, "verify_gold": pairs[i][0],
+                       "verify_detail": "dry run: the response was not generated"}
+            elif res is None:
                 why = "no reference answer" if not pairs[i][0] else "no final answer in the response"
                 new = {**row, "verify_status": "unverifiable", "verify_pred": preds[i],
                        "verify_gold": pairs[i][0], "verify_detail": why}
@@ -81,11 +89,3 @@ class VerifyStage(Stage):
 
     def summary(self) -> dict:
         return {"answer_rule": self.spec.answer_rule, "statuses": dict(self.counts)}
-
-    def close(self) -> None:
-        if self._verifier is not None:
-            self._verifier.__exit__(None, None, None)
-            self._verifier = None
-        if self._ray is not None:
-            self._ray.close()
-            self._ray = None

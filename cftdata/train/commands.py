@@ -25,7 +25,35 @@ import click
 
 __all__ = ["eval_cmd", "require_extra", "select_checkpoint", "train"]
 
-_BACKENDS = click.Choice(["auto", "local", "transformers", "vllm"])
+_BACKEND_HELP = ("A backend of the model layer: vllm (GPU), transformers, local (GGUF via llama.cpp), or any other "
+                 "(openai... with --chat-template model); auto picks local for GGUF, vllm on CUDA, else transformers.")
+
+
+def _backend_options(pairs: tuple[str, ...]) -> dict:
+    """``--option KEY=VALUE`` pairs (values parsed as YAML) -> the backend's ``options``."""
+    import yaml
+
+    from cftdata.errors import CftdataError
+
+    out = {}
+    for text in pairs:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise CftdataError(f"--option {text!r}: expected KEY=VALUE, e.g. --option batch_size=32.")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+def _eval_options(f):
+    """Options shared by ``eval`` and ``select-checkpoint``: backend, its options, the request cache."""
+    f = click.option("--no-cache", is_flag=True, help="Do not read or write the request cache.")(f)
+    f = click.option("--cache-dir", type=click.Path(file_okay=False),
+                     help="Request cache folder [default: $CFTDATA_CACHE_DIR or ~/.cache/cftdata].")(f)
+    f = click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+                     help="A backend option, e.g. --option batch_size=32 (transformers), --option "
+                          "tensor_parallel_size=8 (vllm), --option n_ctx=8192 (local); repeatable.")(f)
+    f = click.option("--backend", default="auto", show_default=True, help=_BACKEND_HELP)(f)
+    return f
 
 
 def _setup_logging() -> None:
@@ -127,38 +155,36 @@ def train(data: str, model: str, config_name: str, output_dir: str | None, overr
               help="Comma-separated: math500, gsm8k, minerva_math, olympiadbench, aime24, amc23, theoremqa, or all.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N problems of each benchmark.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with <benchmark>/test.jsonl (else the Hub).")
-@click.option("--backend", type=_BACKENDS, default="auto", show_default=True,
-              help="vllm (GPU), transformers, local (GGUF via llama.cpp); auto picks.")
+@_eval_options
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="Results JSON (FILE.json).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
 @click.option("--answer-rule", default="boxed", show_default=True, help="cftdata.verify extraction rule.")
 @click.option("--chat-template", type=click.Choice(["chatml", "model"]), default="chatml", show_default=True,
               help="chatml: the paper's literal Qwen prompt; model: the tokenizer's own template.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Prompts per generate() call (transformers backend).")
-def eval_cmd(model: str, benchmarks: str, limit: int | None, data_dir: str | None, backend: str, output: str,
-             max_new_tokens: int, answer_rule: str, chat_template: str, batch_size: int) -> None:
-    """Evaluate MODEL on math benchmarks with the CFT paper's protocol (greedy, last \\boxed{}, graded)."""
-    from cftdata.train.evaluate import (
-        EvalSettings,
-        choose_backend,
-        evaluate_model,
-        format_table,
-        resolve_benchmarks,
-    )
+def eval_cmd(model: str, benchmarks: str, limit: int | None, data_dir: str | None, backend: str,
+             options: tuple[str, ...], cache_dir: str | None, no_cache: bool, output: str, max_new_tokens: int,
+             answer_rule: str, chat_template: str) -> None:
+    """Evaluate MODEL on math benchmarks with the CFT paper's protocol (greedy, last \\boxed{}, graded).
+
+    Generations are cached like every model call: rerunning an interrupted evaluation only generates what
+    had not finished.
+    """
+    from cftdata.train.evaluate import EvalSettings, evaluate_model, format_table, resolve_benchmarks
 
     _setup_logging()
     settings = EvalSettings(benchmarks=resolve_benchmarks(benchmarks), limit=limit, data_dir=data_dir,
                             backend=backend, max_new_tokens=max_new_tokens, answer_rule=answer_rule,
                             chat_template=chat_template)
-    options = {"batch_size": batch_size} if choose_backend(model, backend) == "transformers" else {}
     out = Path(output)
     samples = out.with_name(out.name.removesuffix(".json") + ".samples.jsonl")
-    result = evaluate_model(model, settings, samples_path=samples, generator_options=options)
+    result = evaluate_model(model, settings, samples_path=samples, backend_options=_backend_options(options),
+                            cache_dir=cache_dir, use_cache=not no_cache)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     click.echo(format_table(result))
-    click.echo(f"wrote {out} (per-problem outputs: {samples}); grader: {result['grader']}")
+    u = result["usage"]
+    click.echo(f"wrote {out} (per-problem outputs: {samples}); grader: {result['grader']}; generations: "
+               f"{u['calls_made']} made, {u['cache_hits']} from the cache")
 
 
 @click.command("select-checkpoint")
@@ -166,22 +192,24 @@ def eval_cmd(model: str, benchmarks: str, limit: int | None, data_dir: str | Non
 @click.option("--benchmark", default="math500", show_default=True, help="The validation benchmark.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N problems.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with <benchmark>/test.jsonl (else the Hub).")
-@click.option("--backend", type=_BACKENDS, default="auto", show_default=True)
+@_eval_options
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Selection table JSON [default: RUN_DIR/checkpoint_selection.json].")
 @click.option("--reevaluate", is_flag=True, help="Ignore per-checkpoint results cached by an earlier run.")
 def select_checkpoint(run_dir: str, benchmark: str, limit: int | None, data_dir: str | None, backend: str,
-                      max_new_tokens: int, output: str | None, reevaluate: bool) -> None:
+                      options: tuple[str, ...], cache_dir: str | None, no_cache: bool, max_new_tokens: int,
+                      output: str | None, reevaluate: bool) -> None:
     """Evaluate every checkpoint-* in RUN_DIR, link the best as RUN_DIR/best and write best.json."""
+    from cftdata.train.checkpoints import format_selection
+    from cftdata.train.checkpoints import select_checkpoint as run_selection
     from cftdata.train.evaluate import EvalSettings, resolve_benchmarks
-    from cftdata.train.select import format_selection
-    from cftdata.train.select import select_checkpoint as run_selection
 
     _setup_logging()
     settings = EvalSettings(benchmarks=resolve_benchmarks(benchmark), limit=limit, data_dir=data_dir,
                             backend=backend, max_new_tokens=max_new_tokens)
-    record = run_selection(run_dir, settings, output=output, reevaluate=reevaluate, echo=click.echo)
+    record = run_selection(run_dir, settings, output=output, reevaluate=reevaluate, echo=click.echo,
+                           backend_options=_backend_options(options), cache_dir=cache_dir, use_cache=not no_cache)
     click.echo(format_selection(record))
     best = record["best"]
     click.echo(f"best: {best['checkpoint']} ({best['accuracy']:.1f}% on {record['benchmark']}); "

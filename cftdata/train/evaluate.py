@@ -18,9 +18,12 @@ Greedy decoding (temperature 0, top_p 1), up to 2048 new tokens, stopping at ``<
 (:func:`cftdata.verify.extract.extract_answer`, rule ``boxed``), compared with the reference answer by
 :class:`cftdata.verify.pool.Verifier` (math-verify in worker processes with a hard per-item timeout).
 
-Generation backends: ``vllm`` (GPU; imported only when used), ``transformers`` (any device; batched
-greedy ``generate``), ``local`` (a GGUF file through llama.cpp, CPU). ``auto`` picks ``local`` for a
-``.gguf`` model, ``vllm`` when CUDA and vLLM are both available, else ``transformers``.
+Generation goes through the model layer like every other model call (:mod:`cftdata.backends`): any
+backend of the registry that takes raw prompts (``vllm``, ``transformers``, ``local``; with
+``--chat-template model`` any backend at all), each request cached as it finishes, so an interrupted
+evaluation reruns only the generations it had not finished, and usage and cost are reported. ``auto``
+picks ``local`` for a ``.gguf`` model, ``vllm`` when CUDA and vLLM are both available, else
+``transformers`` (:func:`cftdata.backends.resolve_backend`).
 """
 
 from __future__ import annotations
@@ -29,13 +32,18 @@ import json
 import logging
 import os
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cftdata.backends.base import cut_at_stop
 from cftdata.errors import CftdataError
+
+if TYPE_CHECKING:
+    from cftdata.backends.base import Request, Result
+    from cftdata.backends.caller import ModelCaller
+    from cftdata.recipe import ModelSpec
 
 __all__ = [
     "BENCHMARKS",
@@ -45,13 +53,15 @@ __all__ = [
     "Problem",
     "EvalSettings",
     "build_prompt",
-    "choose_backend",
     "cut_at_stop",
+    "eval_requests",
+    "eval_spec",
     "evaluate_model",
     "format_table",
+    "generate",
     "grade",
     "load_problems",
-    "make_generator",
+    "open_eval_caller",
     "resolve_benchmarks",
 ]
 
@@ -227,202 +237,64 @@ def load_problems(name: str, data_dir: str | Path | None = None, limit: int | No
     return problems, source
 
 
-def build_prompt(problem: str, tokenizer: Any = None, system: str = MATH_COT_SYSTEM) -> str:
-    """The ``qwen25-math-cot`` prompt: literal ChatML, or the tokenizer's own chat template if given."""
-    if tokenizer is not None:
-        msgs = [{"role": "system", "content": system}, {"role": "user", "content": problem}]
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+def build_prompt(problem: str, system: str = MATH_COT_SYSTEM) -> str:
+    """The ``qwen25-math-cot`` prompt as literal ChatML (sent as a raw prompt, whatever the model's template)."""
     return (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{problem}<|im_end|>\n"
             "<|im_start|>assistant\n")
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the first stop string (the stop string itself removed)."""
-    cut = len(text)
-    for s in stop:
-        i = text.find(s)
-        if 0 <= i < cut:
-            cut = i
-    return text[:cut]
+# -- generation: requests through the model layer ----------------------------------------------------
 
 
-# -- generation backends ----------------------------------------------------------------------------
+def eval_spec(model: str, settings: EvalSettings, options: dict[str, Any] | None = None) -> ModelSpec:
+    """The model spec of an evaluation: ``settings.backend`` (``auto`` resolved for ``model``) and greedy
+    decoding with the paper's stop strings."""
+    from cftdata.backends import resolve_backend
+    from cftdata.recipe import ModelSpec, SamplingParams
+
+    return ModelSpec(backend=resolve_backend(model, settings.backend), model=model, options=dict(options or {}),
+                     params=SamplingParams(temperature=0.0, top_p=1.0, max_tokens=settings.max_new_tokens,
+                                           stop=list(settings.stop)))
 
 
-class Generator(ABC):
-    """Greedy completion of raw prompt strings (subclassed per engine: transformers, llama.cpp, vLLM)."""
+def eval_requests(problems: Sequence[Problem], settings: EvalSettings, spec: ModelSpec) -> list[Request]:
+    """One greedy request per problem: the literal ChatML prompt as a raw prompt (``chatml``), or the
+    system and user turns for the model's own chat template (``model``)."""
+    from cftdata.backends.base import Request
 
-    name = "base"
-    tokenizer: Any = None
-
-    @abstractmethod
-    def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        """One completion per prompt, cut at the first stop string."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Free the model."""
+    params = spec.params.as_request_params()
+    if settings.chat_template == "chatml":
+        return [Request.raw(spec.model, build_prompt(p.problem), params) for p in problems]
+    return [Request.make(spec.model, [{"role": "system", "content": MATH_COT_SYSTEM},
+                                      {"role": "user", "content": p.problem}], params) for p in problems]
 
 
-class TransformersGenerator(Generator):
-    """Batched greedy ``generate`` with transformers (left padding, stop strings)."""
+def open_eval_caller(spec: ModelSpec, settings: EvalSettings, cache_dir: str | Path | None = None,
+                     use_cache: bool = True) -> ModelCaller:
+    """A cached caller for an evaluation (the build's request cache, ``$CFTDATA_CACHE_DIR`` by default), so an
+    interrupted evaluation reruns only the generations it had not finished. Refuses, before any call, a
+    backend that cannot take the chosen prompt kind."""
+    from cftdata.backends.cache import RequestCache
+    from cftdata.backends.caller import ModelLayer
 
-    name = "transformers"
-
-    def __init__(self, model: str, device: str | None = None, batch_size: int = 16, dtype: str | None = None) -> None:
-        from cftdata.train.commands import require_extra
-
-        require_extra("torch", "transformers")
-        import torch
-
-        from cftdata.train.models import load_causal_lm, load_tokenizer, resolve_model
-
-        ref = resolve_model(model)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device != "cpu" else torch.float32)
-        self.tokenizer = load_tokenizer(ref)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = load_causal_lm(ref, dtype=torch_dtype).to(self.device).eval()
-        self.batch_size = batch_size
-
-    def _stop_ids(self, stop: Sequence[str]) -> list[int]:
-        ids = set()
-        vocab = self.tokenizer.get_vocab()
-        for s in stop:
-            if s in vocab:
-                ids.add(vocab[s])
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return sorted(ids)
-
-    def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        import torch
-
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[str] = [""] * len(prompts)
-        eos_ids = self._stop_ids(stop)
-        multi_token_stops = [s for s in stop if s not in self.tokenizer.get_vocab()]
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                                 add_special_tokens=False).to(self.device)
-            kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                          top_p=None, top_k=None, eos_token_id=eos_ids,
-                                          pad_token_id=self.tokenizer.pad_token_id)
-            if multi_token_stops:
-                kwargs.update(stop_strings=list(multi_token_stops), tokenizer=self.tokenizer)
-            with torch.no_grad():
-                gen = self.model.generate(**enc, **kwargs)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            for j, i in enumerate(idx):
-                text = self.tokenizer.decode(new[j], skip_special_tokens=False)
-                text = cut_at_stop(text, [*stop, *(t for t in [self.tokenizer.pad_token] if t)])
-                out[i] = text
-        return out
-
-    def close(self) -> None:
-        del self.model
+    backend_cls = _backend_class(spec.backend)
+    if settings.chat_template == "chatml" and not backend_cls.raw_prompts:
+        raise CftdataError(f"Backend {spec.backend!r} takes chat messages only, and the paper's prompt is a literal "
+                           "ChatML string: pass --chat-template model (the model's own template), or use the "
+                           "local, transformers or vllm backend.")
+    cache = RequestCache.open(cache_dir) if use_cache else None
+    return ModelLayer(cache).caller(spec)
 
 
-class VLLMGenerator(Generator):
-    """vLLM offline generation (GPU). Imported only when used."""
+def _backend_class(name: str) -> Any:
+    from cftdata.backends import BACKENDS
 
-    name = "vllm"
-
-    def __init__(self, model: str, tensor_parallel_size: int | None = None, max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.9) -> None:
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise CftdataError("--backend vllm needs vLLM on a GPU machine: pip install vllm.") from None
-        import torch
-
-        from cftdata.train.models import resolve_model
-
-        ref = resolve_model(model)
-        path = str(ref.gguf_path) if ref.gguf_path else ref.path
-        tp = tensor_parallel_size or max(1, torch.cuda.device_count())
-        kwargs: dict[str, Any] = dict(model=path, tensor_parallel_size=tp, dtype="bfloat16", seed=0,
-                                      gpu_memory_utilization=gpu_memory_utilization, trust_remote_code=False)
-        if max_model_len:
-            kwargs["max_model_len"] = max_model_len
-        self.llm = LLM(**kwargs)
-        self.tokenizer = self.llm.get_tokenizer()
-
-    def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_new_tokens, stop=list(stop),
-                                skip_special_tokens=False)
-        outputs = self.llm.generate(prompts, params)
-        return [cut_at_stop(o.outputs[0].text if o.outputs else "", stop) for o in outputs]
-
-    def close(self) -> None:
-        del self.llm
+    return BACKENDS.get(name)
 
 
-class LlamaCppGenerator(Generator):
-    """A GGUF model through llama.cpp (llama-cpp-python, the ``local`` extra), greedy, one prompt at a time."""
-
-    name = "local"
-
-    def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None) -> None:
-        from cftdata.train.models import resolve_model
-
-        ref = resolve_model(model)
-        if ref.gguf_path is None:
-            raise CftdataError(f"--backend local runs GGUF files through llama.cpp; {model!r} is not a .gguf file "
-                               "(use --backend transformers).")
-        from cftdata.backends.llama_runtime import load_llama
-
-        self.llm = load_llama(ref.gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1, verbose=False)
-
-    def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        out = []
-        for p in prompts:
-            room = max(1, min(max_new_tokens, self.llm.n_ctx() - len(self.llm.tokenize(p.encode(), special=True)) - 1))
-            res = self.llm.create_completion(prompt=p, max_tokens=room, temperature=0.0, top_p=1.0, top_k=1,
-                                             stop=list(stop), seed=0)
-            out.append(cut_at_stop(res["choices"][0]["text"], stop))
-        return out
-
-    def close(self) -> None:
-        self.llm.close()
-
-
-def _cuda_and_vllm() -> bool:
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def choose_backend(model: str, backend: str) -> str:
-    """Resolve ``auto`` to ``local`` (GGUF), ``vllm`` (CUDA + vLLM) or ``transformers``."""
-    if backend != "auto":
-        return backend
-    if model.endswith(".gguf") or model == "smollm2-135m":
-        import importlib.util
-
-        if importlib.util.find_spec("llama_cpp") is not None:
-            return "local"
-    return "vllm" if _cuda_and_vllm() else "transformers"
-
-
-def make_generator(model: str, backend: str = "auto", **options: Any) -> Generator:
-    """A generator for MODEL on the named backend (``auto``, ``transformers``, ``vllm``, ``local``)."""
-    backend = choose_backend(model, backend)
-    if backend == "transformers":
-        return TransformersGenerator(model, **options)
-    if backend == "vllm":
-        return VLLMGenerator(model, **options)
-    if backend == "local":
-        return LlamaCppGenerator(model, **options)
-    raise CftdataError(f"Unknown backend {backend!r}: auto, transformers, vllm or local.")
+def generate(problems: Sequence[Problem], settings: EvalSettings, caller: ModelCaller) -> list[Result]:
+    """One result per problem, in order (answers already in the cache are not generated again)."""
+    return caller.call(eval_requests(problems, settings, caller.backend.spec))
 
 
 # -- grading and the whole run ----------------------------------------------------------------------
@@ -465,32 +337,45 @@ class EvalSettings:
                 "chat_template": self.chat_template, "stop": self.stop}
 
 
-def evaluate_model(model: str, settings: EvalSettings, generator: Generator | None = None,
-                   samples_path: Path | None = None, generator_options: dict[str, Any] | None = None,
-                   problems: dict[str, tuple[list[Problem], str]] | None = None) -> dict[str, Any]:
+def evaluate_model(model: str, settings: EvalSettings, *, caller: ModelCaller | None = None,
+                   samples_path: Path | None = None, backend_options: dict[str, Any] | None = None,
+                   problems: dict[str, tuple[list[Problem], str]] | None = None,
+                   cache_dir: str | Path | None = None, use_cache: bool = True) -> dict[str, Any]:
     """Generate, grade and score MODEL on the benchmarks; returns the results record.
 
+    Generations go through the model layer's cached caller: an interrupted evaluation, rerun, generates only
+    what it had not finished; usage (calls, cache hits, tokens, cost) is in the record.
+
     Args:
-        generator: An already-loaded generator (otherwise one is made for ``settings.backend``).
+        caller: An already-open caller for MODEL (otherwise one is opened for ``settings.backend``).
         samples_path: Where to write one JSON line per problem (output, extracted answer, status).
+        backend_options: The backend's ``options`` (``batch_size``, ``n_ctx``, ``tensor_parallel_size``...).
         problems: Preloaded problems per benchmark (reused across checkpoints).
+        cache_dir: The request cache folder (default ``$CFTDATA_CACHE_DIR`` or ``~/.cache/cftdata``).
+        use_cache: False: no cache (every generation runs, nothing is stored).
     """
+    from cftdata.backends.pricing import cost_usd
+
     started = time.monotonic()
     problems = problems or {b: load_problems(b, settings.data_dir, settings.limit) for b in settings.benchmarks}
-    own = generator is None
-    gen = generator or make_generator(model, settings.backend, **(generator_options or {}))
+    own = caller is None
+    if caller is None:
+        caller = open_eval_caller(eval_spec(model, settings, backend_options), settings, cache_dir, use_cache)
+    spec = caller.backend.spec
+    all_problems = [p for b in settings.benchmarks for p in problems[b][0]]
     try:
-        template_tok = gen.tokenizer if settings.chat_template == "model" else None
-        prompts = {b: [build_prompt(p.problem, template_tok) for p in problems[b][0]] for b in settings.benchmarks}
-        flat = [p for b in settings.benchmarks for p in prompts[b]]
         gen_started = time.monotonic()
-        outputs = gen.generate(flat, settings.max_new_tokens, settings.stop)
+        results = generate(all_problems, settings, caller)
         gen_seconds = time.monotonic() - gen_started
     finally:
         if own:
-            gen.close()
-    all_problems = [p for b in settings.benchmarks for p in problems[b][0]]
+            caller.close()
+    outputs = [cut_at_stop(r.text or "", settings.stop) if r.ok else "" for r in results]
     records = grade(all_problems, outputs, settings.answer_rule)
+    for rec, r in zip(records, results, strict=True):
+        rec["finish_reason"] = r.finish_reason
+        if not r.ok:  # a failed generation is counted, with its reason, never graded as an answer
+            rec.update(status="generation_error", detail=f"{r.error}: {r.error_detail}"[:500])
     per: dict[str, Any] = {}
     for b in settings.benchmarks:
         recs = [r for r in records if r["benchmark"] == b]
@@ -501,13 +386,15 @@ def evaluate_model(model: str, settings: EvalSettings, generator: Generator | No
         per[b] = {"n": len(recs), "correct": correct, "accuracy": round(100.0 * correct / len(recs), 2),
                   "statuses": statuses, "source": problems[b][1]}
     average = round(sum(v["accuracy"] for v in per.values()) / len(per), 2)
+    st = caller.stats
+    usage = {**st.as_dict(), "cost_usd": cost_usd(spec, st.input_tokens, st.output_tokens)}
     result = {
-        "model": model, "backend": gen.name, "prompt": "qwen25-math-cot", "system_prompt": MATH_COT_SYSTEM,
+        "model": model, "backend": spec.backend, "prompt": "qwen25-math-cot", "system_prompt": MATH_COT_SYSTEM,
         "chat_template": "literal ChatML" if settings.chat_template == "chatml" else "the model's own",
         "decoding": {"greedy": True, "temperature": 0.0, "top_p": 1.0, "max_new_tokens": settings.max_new_tokens,
                      "stop": settings.stop},
         "answer_rule": settings.answer_rule, "grader": GRADER, "limit": settings.limit,
-        "benchmarks": per, "average": average,
+        "benchmarks": per, "average": average, "usage": usage,
         "seconds": round(time.monotonic() - started, 1), "generation_seconds": round(gen_seconds, 1),
     }
     if samples_path is not None:

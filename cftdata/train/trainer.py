@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cftdata.backends.models import ModelRef, load_causal_lm, load_tokenizer, resolve_model
 from cftdata.errors import CftdataError
 from cftdata.train.config import TrainConfig, deepspeed_config_path, gradient_accumulation
-from cftdata.train.models import ModelRef, load_causal_lm, load_tokenizer, resolve_model
 
 __all__ = ["TrainResult", "build_sft_config", "prepare_model_and_tokenizer", "run_training"]
 

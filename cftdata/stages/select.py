@@ -1,6 +1,6 @@
 """The select phase: choose the final subset from the critiqued pool (needs all rows, so it runs between the
 per-shard stages and the write). Reads only the columns it needs from the pool files, so memory holds a few
-numbers per row, not the rows. Strategies come from :data:`cftdata.quality.select.SELECTORS`.
+numbers per row, not the rows. Strategies come from :data:`cftdata.quality.selectors.SELECTORS`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def reference_lengths(recipe: Recipe, params: dict[str, Any]) -> list[float]:
 def select_mask(recipe: Recipe, pool_files: list[Path]) -> tuple[np.ndarray, dict[str, Any]]:
     """A boolean mask over pool positions (source order): True = kept by the recipe's ``select``; and a
     summary for the manifest. Ties (equal critique lengths) are broken by source order."""
-    from cftdata.quality.select import select, strategy_params
+    from cftdata.quality.selectors import select, strategy_params
 
     spec = recipe.select
     params = dict(spec.params)

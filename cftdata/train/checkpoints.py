@@ -7,18 +7,20 @@ mid-training, not the last. :func:`select_checkpoint` evaluates each checkpoint 
 ones; changed settings re-evaluate), writes the table to ``RUN_DIR/checkpoint_selection.json``, points
 the symlink ``RUN_DIR/best`` at the winner and writes ``RUN_DIR/best.json``.
 
-Ties go to the earliest checkpoint (fewest steps). With the vLLM backend every checkpoint is evaluated
-in a fresh subprocess (vLLM does not give GPU memory back within a process).
+Ties go to the earliest checkpoint (fewest steps). Generations go through the model layer's request cache
+(an interrupted selection reruns only what it had not generated; a checkpoint folder written again is a new
+model, see :func:`cftdata.backends.models.model_fingerprint`). A backend whose engine keeps its memory
+after closing (``process_per_model``: vLLM) evaluates each checkpoint in a fresh process, by calling
+:func:`~cftdata.train.evaluate.evaluate_model` there.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +70,13 @@ def link_best(run_dir: Path, checkpoint: Path) -> Path:
     return link
 
 
-def _eval_in_subprocess(checkpoint: Path, settings: Any) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "cftdata.train", "eval", str(checkpoint), "--benchmarks",
-               ",".join(settings.benchmarks), "--backend", settings.backend, "--max-new-tokens",
-               str(settings.max_new_tokens), "--answer-rule", settings.answer_rule, "--chat-template",
-               settings.chat_template, "--output", str(out)]
-        if settings.limit is not None:
-            cmd += ["--limit", str(settings.limit)]
-        if settings.data_dir is not None:
-            cmd += ["--data-dir", settings.data_dir]
-        proc = subprocess.run(cmd, text=True, capture_output=True)
-        if proc.returncode != 0:
-            raise CftdataError(f"Evaluating {checkpoint.name} failed (exit {proc.returncode}): "
-                               f"{proc.stderr.strip()[-800:]}")
-        return json.loads(out.read_text(encoding="utf-8"))
+def _evaluate_in_fresh_process(checkpoint: Path, settings: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`~cftdata.train.evaluate.evaluate_model` in a new (spawned) process, which exits afterwards and so
+    gives back every byte of GPU memory the engine held."""
+    from cftdata.train.evaluate import evaluate_model
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(evaluate_model, str(checkpoint), settings, **kwargs).result()
 
 
 def select_checkpoint(
@@ -92,7 +85,9 @@ def select_checkpoint(
     *,
     output: str | Path | None = None,
     reevaluate: bool = False,
-    generator_options: dict[str, Any] | None = None,
+    backend_options: dict[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
     evaluate: Callable[[Path], dict[str, Any]] | None = None,
     echo: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
@@ -103,13 +98,16 @@ def select_checkpoint(
         settings: :class:`cftdata.train.evaluate.EvalSettings` with exactly one benchmark.
         output: Where the table goes (default ``run_dir/checkpoint_selection.json``).
         reevaluate: Ignore cached per-checkpoint results.
+        backend_options: The backend's ``options`` (see ``cftdata eval --option``).
+        cache_dir, use_cache: The request cache (see :func:`~cftdata.train.evaluate.evaluate_model`).
         evaluate: ``checkpoint -> result record`` (default: the real evaluation); for tests and reuse.
         echo: Progress lines.
 
     Returns:
         The selection record (also written to ``output``).
     """
-    from cftdata.train.evaluate import choose_backend, evaluate_model, load_problems
+    from cftdata.backends import BACKENDS, resolve_backend
+    from cftdata.train.evaluate import evaluate_model, load_problems
 
     run = Path(run_dir).expanduser().resolve()
     checkpoints = list_checkpoints(run)
@@ -131,14 +129,15 @@ def select_checkpoint(
             echo(f"{cp.name}: evaluating on {bench}" + (f" (first {settings.limit})" if settings.limit else ""))
             if evaluate is not None:
                 result = evaluate(cp)
-            elif choose_backend(str(cp), settings.backend) == "vllm":
-                result = _eval_in_subprocess(cp, settings)
             else:
                 if problems is None:
                     problems = {bench: load_problems(bench, settings.data_dir, settings.limit)}
-                result = evaluate_model(str(cp), settings, problems=problems,
-                                        samples_path=cp / f"cftdata_eval_{bench}.samples.jsonl",
-                                        generator_options=generator_options)
+                kwargs = dict(problems=problems, samples_path=cp / f"cftdata_eval_{bench}.samples.jsonl",
+                              backend_options=backend_options, cache_dir=cache_dir, use_cache=use_cache)
+                if BACKENDS.get(resolve_backend(str(cp), settings.backend)).process_per_model:
+                    result = _evaluate_in_fresh_process(cp, settings, **kwargs)
+                else:
+                    result = evaluate_model(str(cp), settings, **kwargs)
             result["settings"] = key
             cache.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
             echo(f"{cp.name}: {result['benchmarks'][bench]['accuracy']:.1f}%")

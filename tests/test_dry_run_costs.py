@@ -1,0 +1,215 @@
+"""The dry-run cost of every shipped recipe, against a value computed by hand here.
+
+A dry run is the real build with estimating callers, so these numbers follow from the fixture rows (Hub
+sources are pointed at tests/fixtures, as in test_recipes_dry_run.py) and from each recipe's own settings:
+which rows reach the teacher (``respond``, ``verify.drop``, ``teacher.backend: none/existing``), ``n``
+samples, ``max_tokens`` (the output estimate), list prices ($/M tokens, written out below) and the batch
+discount. Input tokens are the rendered prompt's characters / 4 (or tiktoken where its encoding loads),
+a response that a dry run does not generate counted as ``max_tokens`` tokens.
+
+When a recipe's numbers change (sizes, prompts, prices), update ``EXPECTED`` from the recipe file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from cftdata.dryrun import dry_run
+from cftdata.prompts import CRITIQUE_PROMPTS, SOLVE_PROMPTS
+from cftdata.recipe import load_recipe
+from tests.conftest import FIXTURES, ROOT, SHARED_DATA, run_cli
+from tests.test_recipes_dry_run import RECIPES, offline_overrides
+
+#: (input, output) US dollars per million tokens, from the providers' price pages.
+GPT4O = (2.50, 10.00)
+GPT4O_MINI = (0.15, 0.60)
+CLAUDE_SONNET_4 = (3.00, 15.00)
+BATCH = 0.5
+
+
+@dataclass
+class Expect:
+    """What a recipe's dry run must report: the rows (question, response) that reach the teacher, its
+    prompt, model and price; for generated responses, the generator's calls."""
+
+    fixture: str | None  # None: the recipe's own local source
+    question: str = "question"
+    response: str = "response"
+    teacher_rows: list[int] = field(default_factory=list)  # fixture lines that get a critique
+    prompt: str = "cft-paper"
+    model: str = "gpt-4o-2024-11-20"
+    price: tuple[float, float] | None = GPT4O
+    discount: float = 1.0
+    max_tokens: int = 3200
+    generated: int | None = None  # a response generated with this many max_tokens (not read from the row)
+    respond_calls: int = 0
+    solve_prompt: str | None = None
+
+
+WEBINSTRUCT = dict(fixture="webinstructsub.jsonl", question="question", response="answer", teacher_rows=[0, 1])
+BATCH_CRITIQUE = dict(prompt="cft-batch", discount=BATCH)
+
+EXPECTED: dict[str, Expect] = {
+    # local SmolLM2 as generator and teacher: 20 problems, 20 responses, 20 critiques, nothing paid
+    "recipes/quickstart.yaml": Expect(None, teacher_rows=list(range(20)), model="smollm2-135m", price=None,
+                                      max_tokens=512, generated=256, respond_calls=20, solve_prompt="plain"),
+    "recipes/webinstruct.yaml": Expect(**WEBINSTRUCT),
+    # existing critiques re-selected: no call
+    "recipes/webinstruct-cft-reselect.yaml": Expect("webinstruct_cft.jsonl", teacher_rows=[], price=None),
+    # verify answer_is and agreement report only: both rows critiqued, Batch API at half price
+    "recipes/metamath.yaml": Expect("metamathqa.jsonl", question="query", teacher_rows=[0, 1], **BATCH_CRITIQUE),
+    "recipes/numinamath.yaml": Expect("numinamath_cot.jsonl", question="problem", response="solution",
+                                      teacher_rows=[0, 1], **BATCH_CRITIQUE),
+    # verify.drop [unverifiable]: the proof (line 1, answer "proof") is dropped before the teacher
+    "recipes/numinamath15.yaml": Expect("numinamath15.jsonl", question="problem", response="solution",
+                                        teacher_rows=[0], **BATCH_CRITIQUE),
+    "recipes/ablations/balanced-verdict.yaml": Expect(**WEBINSTRUCT),
+    # self-generated responses (vLLM, not paid), each critiqued as if 2048 tokens long
+    "recipes/ablations/self-generated-vllm.yaml": Expect(**{**WEBINSTRUCT, "response": "unused"}, generated=2048,
+                                                         respond_calls=2, solve_prompt="qwen25-math-cot"),
+    # the SFT baselines: "raw" has no teacher at all ($0), "verified" pays the teacher to pick right answers
+    "recipes/ablations/sft-raw.yaml": Expect(**{**WEBINSTRUCT, "teacher_rows": []}, price=None),
+    "recipes/ablations/sft-verified.yaml": Expect(**WEBINSTRUCT),
+    "recipes/ablations/teacher-anthropic.yaml": Expect(**WEBINSTRUCT, model="claude-sonnet-4-20250514",
+                                                       price=CLAUDE_SONNET_4),
+    "recipes/ablations/teacher-gpt4o-mini.yaml": Expect(**WEBINSTRUCT, model="gpt-4o-mini", price=GPT4O_MINI),
+}
+
+
+def count_tokens(text: str, model: str, backend: str) -> int:
+    """tiktoken for OpenAI models when its encoding files load (offline they do not), else characters / 4."""
+    if backend.startswith("openai"):
+        try:
+            import tiktoken
+
+            enc = tiktoken.encoding_for_model(model)
+            return len(enc.encode(text, disallowed_special=()))
+        except Exception:
+            pass
+    return (len(text) + 3) // 4
+
+
+def fixture_rows(e: Expect) -> list[dict]:
+    path = FIXTURES / e.fixture if e.fixture else ROOT / "recipes" / "data" / "quickstart.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_every_shipped_recipe_has_an_expected_cost():
+    assert sorted(EXPECTED) == RECIPES
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+def test_dry_run_cost_matches_the_hand_computation(path, monkeypatch):
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(key, raising=False)  # a dry run never needs a key
+    e = EXPECTED[path]
+    recipe = load_recipe(ROOT / path, offline_overrides(path))
+    est = dry_run(recipe)
+    rows = fixture_rows(e)
+    question = "problem" if e.fixture is None else e.question
+
+    if e.respond_calls:
+        gen = est["roles"]["respond"]
+        assert gen["calls"] == e.respond_calls and gen["cost_usd"] is None  # local / vLLM: not billed
+        tpl = SOLVE_PROMPTS.get(e.solve_prompt)
+        assert gen["input_tokens"] == sum(count_tokens(m["content"], gen["model"], gen["backend"])
+                                          for r in rows for m in tpl.render(question=r[question]))
+        assert gen["output_tokens"] == e.respond_calls * e.generated
+    else:
+        assert "respond" not in est["roles"]
+
+    if not e.teacher_rows:  # teacher.backend none (no critique stage) or existing (critiques reused)
+        assert "critique" not in est["roles"] and est["total_cost_usd"] == 0
+        assert ("critique" in est["counts"]) == (recipe.teacher.backend == "existing")
+        return
+    crit = est["roles"]["critique"]
+    assert crit["calls"] == len(e.teacher_rows)
+    tpl = CRITIQUE_PROMPTS.get(e.prompt)
+    tokens_in = 0
+    for i in e.teacher_rows:
+        response = "" if e.generated else rows[i][e.response]
+        msgs = tpl.render(question=rows[i][question], response=response)
+        tokens_in += sum(count_tokens(m["content"], e.model, crit["backend"]) for m in msgs) + (e.generated or 0)
+    assert crit["input_tokens"] == tokens_in
+    assert crit["output_tokens"] == len(e.teacher_rows) * e.max_tokens
+    if e.price is None:
+        assert crit["cost_usd"] in (None, 0) and est["total_cost_usd"] == 0
+        return
+    expected = (tokens_in * e.price[0] + len(e.teacher_rows) * e.max_tokens * e.price[1]) / 1e6 * e.discount
+    assert crit["cost_usd"] == pytest.approx(expected, abs=1e-6)
+    assert est["total_cost_usd"] == pytest.approx(round(expected, 4), abs=1e-9)
+    assert est["cost_complete"]
+
+
+def test_sft_raw_quotes_no_critique_on_the_command_line(tmp_path):
+    """Issue 10/14: the SFT baseline said $0 in its header and the dry run quoted gpt-4o critiques."""
+    out = tmp_path / "out"
+    res = run_cli("build", "recipes/ablations/sft-raw.yaml", "--dry-run", "--set", f"output.dir={out}",
+                  *sum((["--set", o] for o in offline_overrides("recipes/ablations/sft-raw.yaml")), []),
+                  env={"OPENAI_API_KEY": ""})
+    assert res.returncode == 0, res.stderr
+    assert "expected cost: $0.00" in res.stdout and "no model calls" in res.stdout
+    assert "critique" not in res.stdout and "gpt-4o" not in res.stdout
+    assert not out.exists()  # a dry run never writes into the output folder
+
+
+def test_dry_run_drops_what_the_build_drops(tmp_path):
+    """Duplicates, contaminated questions and verify drops cost nothing in the quote, as in the build."""
+    math500 = json.loads((SHARED_DATA / "math500" / "test.jsonl").read_text().splitlines()[7])["problem"]
+    rows = [{"question": "Compute 2 plus 2 and explain every step of the sum.", "response": "\\boxed{4}", "answer": "4"},
+            {"question": "compute 2 PLUS 2 and explain  every step of the sum.", "response": "\\boxed{4}", "answer": "4"},
+            {"question": "Here is a problem. " + math500, "response": "\\boxed{1}", "answer": "1"},
+            {"question": "A train leaves at noon at sixty miles per hour; how far has it gone by three?",
+             "response": "one hundred eighty", "answer": "180"},
+            {"question": "How many legs do five spiders have in total, counting each one?", "response": "\\boxed{41}",
+             "answer": "40"}]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = load_recipe(ROOT / "recipes" / "webinstruct.yaml", [
+        f"source.path={src}", "source.hub=null", "source.corpus=generic", "source.response=response",
+        "source.answer=answer", "dedup={}", f"decontaminate={{data_dir: {SHARED_DATA}, benchmarks: [math500]}}",
+        "verify={answer_rule: boxed, drop: [unverifiable], workers: 1}", f"output.dir={tmp_path / 'out'}"])
+    est = dry_run(recipe)
+    c = est["counts"]
+    assert (c["dedup"]["rejected"], c["decontaminate"]["rejected"], c["verify"]["rejected"]) == (1, 1, 1)
+    assert est["roles"]["critique"]["calls"] == 2  # rows 0 and 4 (a wrong answer is still critiqued)
+    assert est["rejects_by_reason"] == {"decontaminate:contaminated": 1, "dedup:duplicate": 1,
+                                        "verify:verify_unverifiable": 1}
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dry_run_after_the_build_quotes_only_what_is_not_cached(tmp_path, monkeypatch):
+    """The teacher is the loopback OpenAI-compatible fault server: after a real build every critique is in
+    the request cache, so the dry run quotes 0 calls and $0 (a half-finished build: only the rest)."""
+    from tests.servers.fault_server import serve
+
+    monkeypatch.setenv("CFTDATA_TEST_KEY", "sk-test")
+    with serve() as (base_url, stats):
+        def recipe(n: int):
+            return load_recipe(ROOT / "recipes" / "webinstruct.yaml", [
+                *offline_overrides("recipes/webinstruct.yaml"), f"source.limit={n}", f"teacher.base_url={base_url}",
+                "teacher.api_key_env=CFTDATA_TEST_KEY", "teacher.params.max_tokens=400", "select=null",
+                f"output.dir={tmp_path / 'out'}"])
+
+        before = dry_run(recipe(1))["roles"]["critique"]
+        assert (before["calls"], before["cache_hits"]) == (1, 0) and before["cost_usd"] > 0
+        from cftdata.pipeline import build
+
+        build(recipe(1))
+        assert stats().total == 1
+        half = dry_run(recipe(2))["roles"]["critique"]
+        assert (half["calls"], half["cache_hits"]) == (1, 1)
+        assert stats().total == 1  # the dry runs sent nothing
+
+
+def test_outputs_are_kept_out_of_a_dry_run(tmp_path):
+    """No staging folder, no cache file: nothing at all is written."""
+    cache = tmp_path / "cache"
+    out = tmp_path / "out"
+    res = run_cli("build", "recipes/quickstart.yaml", "--dry-run", "--limit", "2", "--set", f"output.dir={out}",
+                  "--set", f"cache.dir={cache}")
+    assert res.returncode == 0, res.stderr
+    assert not out.exists() and not cache.exists()
