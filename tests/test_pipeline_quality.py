@@ -96,14 +96,30 @@ def test_selection_is_deterministic(source, tmp_path, shared_data, strategy, par
 
 
 def test_length_matched_with_reference_file(source, tmp_path, shared_data):
+    """The reference holds two lengths, those of pool rows 2 and 9 (in approximate tokens, characters / 4):
+    two bins, two rows drawn from each, none outside the reference's range."""
+    pool = _rows(shared_data)[:12]  # the rows left after dedup and decontamination
+
+    def tokens(r: dict) -> int:
+        return -(-(len(r["question"]) + len(r["response"]) + len(r["critique"])) // 4)
+
+    lengths = [tokens(r) for r in pool]
+    assert lengths == sorted(lengths) and len(set(lengths)) == 12  # longer critique, longer row
+    low, high = lengths[2], lengths[9]
     ref = tmp_path / "ref.jsonl"
-    ref.write_text("".join(json.dumps({"instruction": "q" * 40, "input": "", "output": "a" * 60}) + "\n"
-                           for _ in range(50)))
+    ref.write_text("".join(json.dumps({"instruction": "q" * (4 * t), "input": "", "output": ""}) + "\n"
+                           for t in [low] * 25 + [high] * 25))
     r = recipe(source, tmp_path, shared_data,
-               select={"strategy": "length_matched", "n": 3, "params": {"reference": str(ref), "bins": 2}})
+               select={"strategy": "length_matched", "n": 4, "params": {"reference": str(ref), "bins": 2}})
     res = build(r)
-    assert res.manifest["stages"]["select"]["strategy"] == "length_matched"
-    assert res.rows <= 3
+    sel = res.manifest["stages"]["select"]
+    assert sel["strategy"] == "length_matched" and sel["kept"] == 4 and res.rows == 4
+    by_critique = {row["critique"]: tokens(row) for row in pool}
+    picked = [by_critique[c] for c in pl.read_parquet(res.output_dir / "data" / "*.parquet")["output"].to_list()]
+    mid = (low + high) / 2
+    assert all(low <= t <= high for t in picked), picked
+    assert sum(t < mid for t in picked) == 2 and sum(t >= mid for t in picked) == 2, picked
+    assert res.rows + res.rejected == 15
 
 
 def test_sft_baseline_format_without_teacher(source, tmp_path, shared_data):

@@ -1,9 +1,10 @@
-"""``cftdata inspect`` / ``diff`` / ``status`` on build folders that follow the real on-disk schema.
+"""``cftdata inspect`` / ``diff`` / ``status`` on real builds.
 
-The folders are written with the pipeline's own writers and formatter (``cftdata.writer``,
-``cftdata.formats``) and a manifest shaped like a real one (resolved recipe from
-``recipes/quickstart.yaml``), so a schema change in the pipeline breaks these tests. One slow test
-makes a real build with the embedded model. The browser test opens the report in headless Chromium
+The build folders are made by the real pipeline (``recipes/quickstart.yaml`` with overrides): a local source,
+verify / dedup / decontamination against the real MATH-500, and a teacher on the loopback fault server whose
+answers are scripted critiques (``tests/servers/scripted_critic.py``), so the manifests, counts, usage and costs
+are what a build writes. Interrupted builds (``.staging/`` and ``progress.json`` as the pipeline leaves them) are
+made by hand. One slow test makes a real build with the embedded model. The browser test opens the report in headless Chromium
 over the DevTools protocol (a small stdlib websocket client below), checks for console errors and that
 every chart rendered, and saves a full-page screenshot (``tmp_path``; copied to
 ``$CFTDATA_TEST_ARTIFACTS`` when set).
@@ -15,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import click
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -34,21 +37,23 @@ from click.testing import CliRunner
 
 from cftdata.cli import _Group
 from cftdata.cli import main as cli_main
-from cftdata.formats import Formatter
+from cftdata.pipeline import build
 from cftdata.recipe import load_recipe
 from cftdata.report.commands import COMMANDS
-from cftdata.rows import Reject
-from cftdata.writer import RejectWriter, RollingParquetWriter
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, SHARED_DATA, run_cli
+from tests.servers.fault_server import serve
+from tests.servers.scripted_critic import critique_for
 
 EVIL_Q = "What is 1 < 2? <script>alert('q')</script> & </pre><b>bold</b>"
-EVIL_C = "The student wrote </pre><img src=x onerror=alert(1)> ... Conclusion: right [END]"
-VERIFY_COLS = {"verify_status": pa.string(), "verify_pred": pa.string(), "verify_gold": pa.string(),
-               "verify_detail": pa.string()}
 CHARTS = {"stages", "critique_length", "response_length", "verdict_by_source", "rejects"}
+KEY_ENV = "CFTDATA_REPORT_TEST_KEY"
+#: The final answer each response ends with, by i % 5: verify gives correct, incorrect, correct, unverifiable,
+#: incorrect.
+ENDINGS = (lambda i: f" \\boxed{{{2 * i}}}", lambda i: f" \\boxed{{{2 * i + 1}}}", lambda i: f" \\boxed{{{2 * i}}}",
+           lambda i: "", lambda i: f" \\boxed{{{2 * i + 3}}}")
 
 
-# -- building folders by hand ------------------------------------------------------------------
+# -- real builds -------------------------------------------------------------------------------
 
 
 def _cli() -> click.Group:
@@ -59,102 +64,51 @@ def _cli() -> click.Group:
     return group
 
 
-def _rows(n: int, quality: bool) -> list[dict]:
-    verdicts = ["right", "wrong", "unknown", "right"]
-    statuses = ["correct", "incorrect", "correct", "unverifiable", "incorrect"]
+def _rows(n: int) -> list[dict]:
+    """The source rows that are kept: question i, a response whose first line repeats the input separator,
+    and the critique the scripted teacher writes for question i."""
     rows = []
     for i in range(n):
-        row = {
-            "id": f"{i:016x}.0", "question_id": f"{i:016x}", "source": ["numina", "metamath"][i % 2],
+        rows.append({
             "question": EVIL_Q if i == 0 else f"Question {i}: compute {i} + {i}. <script>alert('q')</script>",
-            "response": f"Step 1: add.\n\nSolution:\nso {i} + {i} = {2 * i}\n" + "x" * (i * 7),
-            "critique": EVIL_C if i == 0 else f"Critique {i}: </pre><img src=x onerror=alert(1)> " + "y" * (i * 11)
-                                                + f" Conclusion: {verdicts[i % 4]} [END]",
-            "reference_solution": None, "reference_answer": str(2 * i),
-            "response_source": "local:smollm2-135m", "teacher": "openai:gpt-4o-mini",
-            "verdict": verdicts[i % 4], "critique_finish_reason": "stop",
-            "critique_input_tokens": 100 + i, "critique_output_tokens": 20 + i, "meta": json.dumps({"index": i}),
-        }
-        if quality:
-            row.update(verify_status=statuses[i % 5], verify_pred=str(2 * i), verify_gold=str(2 * i),
-                       verify_detail="")
-        rows.append(row)
+            "response": f"Step 1: add.\n\nSolution:\nso {i} + {i} = {2 * i}\n" + "x" * (i * 7) + ENDINGS[i % 5](i),
+            "answer": str(2 * i), "critique": critique_for(i),
+        })
     return rows
 
 
-def make_build(root: Path, *, n: int = 40, fmt: str = "alpaca", teacher_model: str = "gpt-4o-mini",
-               quality: bool = True, cache_dir: Path | None = None) -> Path:
-    """A finished build folder like ``cftdata build`` writes (several files and row groups)."""
+def make_build(root: Path, base_url: str, cache_dir: Path, *, n: int = 40, fmt: str = "alpaca",
+               teacher_model: str = "gpt-4o-mini", quality: bool = True) -> Path:
+    """A real ``cftdata build`` of ``recipes/quickstart.yaml`` with overrides: ``n`` kept rows from a local
+    source, critiqued by the scripted teacher on the loopback fault server (``base_url``), plus rows that
+    become rejects: 2 truncated critiques, and with ``quality`` 3 duplicates and 1 contaminated question
+    (decontamination against the real MATH-500) with verify on. Shards of 7 rows, files of 15 rows."""
     root.mkdir(parents=True, exist_ok=True)
-    overrides = [f"output.dir={root}", f"output.format={fmt}", "teacher.backend=openai",
-                 f"teacher.model={teacher_model}"]
-    recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml", overrides).resolved_dict()
-    rows = _rows(n, quality)
-    fmtr = Formatter(fmt, provenance=True, extra_columns=VERIFY_COLS if quality else None)
-    writer = RollingParquetWriter(root / "data", "train", fmtr.schema, rows_per_file=15)
-    for start in range(0, n, 7):  # one row group per "shard", like the pipeline
-        writer.write_rows([fmtr.render(r) for r in rows[start:start + 7]])
-    files = writer.close()
-    rejects = RejectWriter(root / "rejects.parquet")
-    rej = [Reject("r1.0", "respond", "truncated", "output hit max_tokens (256 tokens)", {"id": "r1.0"}),
-           Reject("r2.0", "respond", "truncated", "output hit max_tokens (256 tokens)", {"id": "r2.0"})]
+    rows = [{k: r[k] for k in ("question", "response", "answer")} for r in _rows(n)]
     if quality:
-        rej += [Reject(f"d{i}.0", "dedup", "duplicate", f"duplicate of {i:016x}", {}) for i in range(3)]
-        rej += [Reject("c1.0", "decontaminate", "contaminated", "math500: 'what is the sum'", {})]
-    rejects.write(rej)
-    rejects.close()
-    by_reason: dict[str, int] = {}
-    for r in rej:
-        by_reason[f"{r.stage}:{r.reason}"] = by_reason.get(f"{r.stage}:{r.reason}", 0) + 1
-    verdicts: dict[str, int] = {}
-    for r in rows:
-        verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
-    src_in = n + len(rej)
-    counts = {"source": {"in": src_in, "out": src_in, "rejected": 0, "seconds": 0.01}}
+        rows += [dict(rows[k]) for k in (1, 2, 3)]
+        math500 = json.loads((SHARED_DATA / "math500" / "test.jsonl").read_text().splitlines()[7])["problem"]
+        rows.append({"question": "Here is a problem. " + math500, "response": "\\boxed{1}", "answer": "1"})
+    rows += [{"question": f"Question {n + k}: a long one. [[length]]", "response": "so \\boxed{0}", "answer": "0"}
+             for k in range(2)]
+    src = root.parent / f"{root.name}-source.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    overrides = [f"output.dir={root}", f"output.format={fmt}", "output.rows_per_file=15", "run.shard_size=7",
+                 "respond.mode=existing", f"source.path={src}", "source.question=question",
+                 "source.response=response", "source.answer=answer", "teacher.backend=openai",
+                 f"teacher.model={teacher_model}", f"teacher.base_url={base_url}", f"teacher.api_key_env={KEY_ENV}",
+                 f"cache.dir={cache_dir}"]
     if quality:
-        counts["dedup"] = {"in": src_in, "out": src_in - 3, "rejected": 3, "seconds": 0.1}
-        counts["decontaminate"] = {"in": src_in - 3, "out": n + 2, "rejected": 1, "seconds": 0.1}
-    counts.update({
-        "respond": {"in": n + 2, "out": n, "rejected": 2, "seconds": 12.0},
-        "critique": {"in": n, "out": n, "rejected": 0, "seconds": 30.5},
-        "verdict": {"in": n, "out": n, "rejected": 0, "seconds": 0.0},
-        "format": {"in": n, "out": n, "rejected": 0, "seconds": 0.02},
-    })
-    usage = {
-        "respond": {"requests": n + 2, "cache_hits": 0, "calls_made": n + 2, "input_tokens": 70 * n,
-                    "output_tokens": 200 * n, "input_tokens_from_cache": 0, "output_tokens_from_cache": 0},
-        "critique": {"requests": n, "cache_hits": 5, "calls_made": n - 5, "input_tokens": 300 * n,
-                     "output_tokens": 90 * n, "input_tokens_from_cache": 1500, "output_tokens_from_cache": 450},
-    }
-    stages: dict = {
-        "respond": {"mode": "generate", "backend": "local", "model": "smollm2-135m", **usage["respond"]},
-        "critique": {"prompt": "cft-paper", "backend": "openai", "model": teacher_model, **usage["critique"]},
-        "verdict": {"verdicts": verdicts, "right_ratio": round(verdicts.get("right", 0) / n, 4)},
-    }
-    if quality:
-        recipe["verify"] = {"answer_rule": "boxed"}
-        table = {"right/correct": 9, "right/incorrect": 5, "wrong/correct": 2, "wrong/incorrect": 6}
-        stages["verify"] = {"answer_rule": "boxed", "statuses": {"correct": 16, "incorrect": 16,
-                                                                  "unverifiable": 8}}
-        stages["agreement"] = {"table": table, "decided": 22, "agreement": round(15 / 22, 4), "undecided": 18,
-                               "all": {**table, "unknown/correct": 10, "right/unverifiable": 8},
-                               "drop_contradictions": False}
-        stages["dedup"] = {"seen": src_in, "kept": src_in - 3, "duplicates": 3, "exact_duplicates": 2,
-                           "near_duplicates": 1, "index_mb": 0.1}
-        stages["decontaminate"] = {"ngram": 13, "checked": src_in - 3, "contaminated": 1,
-                                   "contaminated_by_benchmark": {"math500": 1}, "removed_by_benchmark": {"math500": 1}}
-    price = {"respond": None, "critique": 0.0123}
-    manifest = {
-        "cftdata_version": "0.1.0", "status": "complete", "created_at": "2026-01-02T03:04:05Z",
-        "recipe_file": "recipes/quickstart.yaml", "overrides": overrides, "recipe": recipe,
-        "versions": {}, "counts": counts, "rows_out": n, "rejected": len(rej),
-        "rejects_by_reason": dict(sorted(by_reason.items())), "stages": stages, "usage": usage,
-        "cost": {k: {"this_run_usd": v, "total_usd": v} for k, v in price.items()},
-        "seconds": 42.5, "cache": str(cache_dir) if cache_dir else None,
-        "files": ["data/" + f.name for f in files] + ["rejects.parquet"],
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        overrides += ["verify={answer_rule: boxed, workers: 1}", "agreement={}", "dedup={}",
+                      f"decontaminate={{data_dir: {SHARED_DATA}, benchmarks: [math500]}}"]
+    recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml", overrides)
+    res = build(recipe, recipe_file="recipes/quickstart.yaml", overrides=tuple(overrides))
+    assert res.rows == n and res.rejected == len(rows) - n, res.manifest["rejects_by_reason"]
     return root
+
+
+def manifest(build_dir: Path) -> dict:
+    return json.loads((build_dir / "manifest.json").read_text())
 
 
 def make_cache(directory: Path, answers: dict[str, int]) -> Path:
@@ -196,20 +150,29 @@ def make_staging(root: Path, progress_extra: dict | None = None) -> Path:
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory) -> dict[str, Path]:
+    """Two real builds sharing one request cache: ``a`` (40 rows, verify/dedup/decontamination, teacher
+    gpt-4o-mini) and ``b`` (25 rows, messages format, teacher gpt-4o, no quality stages)."""
+    if not (SHARED_DATA / "math500" / "test.jsonl").is_file():
+        pytest.skip(f"real public data not found at {SHARED_DATA} (it sits beside the checkout in CI)")
     base = tmp_path_factory.mktemp("builds")
-    cache = make_cache(base / "cache", {"smollm2-135m": 7, "gpt-4o-mini": 4})
-    return {
-        "a": make_build(base / "a", cache_dir=cache),
-        "b": make_build(base / "b", n=25, fmt="messages", teacher_model="gpt-4o", quality=False, cache_dir=cache),
-        "cache": cache,
-    }
+    cache = base / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(KEY_ENV, "sk-report-test")
+        for name in list(os.environ):
+            if name.lower().endswith("_proxy"):
+                mp.delenv(name)
+        with serve(plugins=["tests.servers.scripted_critic:register"]) as (url, _stats):
+            return {
+                "a": make_build(base / "a", url, cache),
+                "b": make_build(base / "b", url, cache, n=25, fmt="messages", teacher_model="gpt-4o", quality=False),
+                "cache": cache,
+            }
 
 
 # -- inspect ---------------------------------------------------------------------------------
 
 
 def test_inspect_writes_a_self_contained_page(builds, tmp_path):
-    pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
     out = tmp_path / "rep"
     res = CliRunner().invoke(_cli(), ["inspect", str(builds["a"]), "--out", str(out), "--samples", "4"])
     assert res.exit_code == 0, res.output
@@ -221,33 +184,40 @@ def test_inspect_writes_a_self_contained_page(builds, tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # self-contained: charts inline, nothing fetched, no script at all
     assert html.count('src="data:image/png;base64,') == len(CHARTS)
-    for bad in ("<script", "http://", "https://", "<link", "@import", "url("):
+    for bad in ("<script", "<link", "@import", "url("):
         assert bad not in html.lower(), bad
+    # nothing fetched: no attribute points anywhere (URLs may appear as text: the recipe's teacher.base_url)
+    links = [v for tag in re.findall(r"<[a-zA-Z][^>]*>", html)
+             for v in re.findall(r"""\b(?:src|href|action|srcset|poster)\s*=\s*["']?([^"'\s>]*)""", tag, flags=re.I)]
+    assert links and all(v.startswith(("data:", "#")) for v in links), links
     assert "Content-Security-Policy" in html
     # dataset text is escaped
     assert "<script>alert('q')" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     # the sections a researcher looks for
+    cost = manifest(builds["a"])["cost"]["critique"]["total_usd"]
+    assert cost > 0
     for text in ("Counts per stage", "Histogram of critique lengths", "Teacher verdicts by source", "Teacher verdict vs. verifier",
-                 "Answer verification", "Rejects by reason", "respond:truncated", "Deduplication",
-                 "Decontamination", "Usage and cost", "$0.0123", "Sampled examples", "Resolved recipe"):
+                 "Answer verification", "Rejects by reason", "critique:truncated", "Deduplication",
+                 "Decontamination", "Usage and cost", f"${cost:,.4f}", "Sampled examples", "Resolved recipe"):
         assert text in html, text
-    assert "0000000000000000" in html or "d0.0" in html  # removed ids listed
+    rejects = pl.read_parquet(builds["a"] / "rejects.parquet")
+    assert rejects.filter(pl.col("reason") == "duplicate")["id"][0] in html  # removed ids listed
     assert html.count('<div class="sample">') == 4
 
 
 def test_inspect_samples_are_seeded_and_default_out(builds, tmp_path):
-    pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
     from cftdata.report.data import Dataset
 
     ds = Dataset(sorted((builds["a"] / "data").glob("*.parquet")), "alpaca")
     assert ds.rows == 40 and len(ds.files) == 3
+    ids = pl.read_parquet(builds["a"] / "data" / "*.parquet")["id"].to_list()
     one, two = ds.sample(5, seed=1), ds.sample(5, seed=1)
     assert [s["index"] for s in one] == [s["index"] for s in two]
     assert [s["index"] for s in ds.sample(5, seed=2)] != [s["index"] for s in one]
     for s in one:  # every sampled row is rebuilt exactly from its parquet row
         i = s["index"]
-        assert s["fields"]["id"] == f"{i:016x}.0"
+        assert s["fields"]["id"] == ids[i]
         assert s["critique"].startswith("The student" if i == 0 else f"Critique {i}:")
         assert s["response"].startswith("Step 1: add.\n\nSolution:\nso")  # only the first separator splits
 
@@ -261,12 +231,14 @@ def test_inspect_samples_are_seeded_and_default_out(builds, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["alpaca", "messages", "prompt-completion", "sft-alpaca"])
-def test_question_response_critique_from_every_format(tmp_path, fmt):
+def test_question_response_critique_from_every_format(tmp_path, fmt, monkeypatch):
     from cftdata.report.data import Dataset
 
-    build = make_build(tmp_path / fmt, n=9, fmt=fmt, quality=False)
+    monkeypatch.setenv(KEY_ENV, "sk-report-test")
+    with serve(plugins=["tests.servers.scripted_critic:register"]) as (url, _stats):
+        build = make_build(tmp_path / fmt, url, tmp_path / "cache", n=9, fmt=fmt, quality=False)
     ds = Dataset(sorted((build / "data").glob("*.parquet")), fmt)
-    rows = _rows(9, False)
+    rows = _rows(9)
     crit = ds.lengths("critique")
     if fmt == "sft-alpaca":
         assert crit.size == 0
@@ -293,8 +265,9 @@ def test_diff_json_plain_and_rich(builds):
     assert (m["rejects dedup:duplicate"]["a"], m["rejects dedup:duplicate"]["b"]) == (3, 0)
     assert m["teacher/verifier agreement"]["b"] == "(absent)"
     assert m["critique chars mean"]["a"] > 0 and m["critique chars median"]["b"] > 0
-    assert m["critique cost usd"]["a"] == 0.0123
-    assert m["respond input tokens"]["a"] == 70 * 40
+    ma, mb = manifest(builds["a"]), manifest(builds["b"])
+    assert m["critique cost usd"]["a"] == ma["cost"]["critique"]["total_usd"] > 0
+    assert m["critique input tokens"]["b"] == mb["usage"]["critique"]["input_tokens"] > 0
     keys = {r["key"] for r in d["recipe_diff"]}
     assert {"teacher.model", "output.format", "output.dir"} <= keys
     assert "teacher.backend" not in keys
@@ -326,10 +299,12 @@ def test_status_of_a_finished_build(builds):
     out = res.output
     assert "complete" in out and "rows out: 40" in out and "nothing left to do" in out
     assert "cftdata build recipes/quickstart.yaml --set" in out
-    assert f"{builds['cache'] / 'requests.sqlite'} holds 11 answers" in out
-    assert "smollm2-135m: 7" in out
+    # one answer per critique call: a made 40 + 2 truncated (gpt-4o-mini), b 25 + 2 (gpt-4o)
+    assert f"{builds['cache'] / 'requests.sqlite'} holds 69 answers" in out
+    assert "gpt-4o-mini: 42" in out and "gpt-4o: 27" in out
     info = json.loads(CliRunner().invoke(_cli(), ["status", str(builds["a"]), "--json"]).output)
-    assert info["finished"]["cost_usd"] == 0.0123 and info["cache"]["answers"] == 11
+    assert info["finished"]["cost_usd"] == manifest(builds["a"])["cost"]["critique"]["total_usd"]
+    assert info["cache"]["answers"] == 69
 
 
 def test_status_of_an_interrupted_build_in_pipeline_format(tmp_path, monkeypatch):
@@ -404,8 +379,7 @@ def test_commands_module_imports_no_heavy_modules():
 
 
 def test_registered_in_the_real_cli(builds, tmp_path):
-    if not {"inspect", "diff", "status"} <= set(cli_main.commands):
-        pytest.skip("inspect/diff/status are not registered in cftdata/cli.py yet")
+    assert {"inspect", "diff", "status"} <= set(cli_main.commands)
     r = run_cli("status", str(builds["a"]))
     assert r.returncode == 0 and "complete" in r.stdout, r.stderr
     r = run_cli("diff", str(tmp_path / "nope"), str(builds["a"]))
@@ -420,7 +394,6 @@ def test_inspect_a_real_build(tmp_path, bundled_gguf):
     out = tmp_path / "real"
     r = run_cli("build", "recipes/quickstart.yaml", "--limit", "4", "--set", f"output.dir={out}", "-q")
     assert r.returncode == 0, r.stderr
-    pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
     res = CliRunner().invoke(_cli(), ["inspect", str(out), "--samples", "2"])
     assert res.exit_code == 0, res.output
     html = (out / "report" / "index.html").read_text(encoding="utf-8")
@@ -560,7 +533,6 @@ def _browser_errors(events: list[dict]) -> list[str]:
 
 def test_report_renders_in_headless_chromium(builds, tmp_path):
     """Open the page in a real browser: no console error, every chart decoded, a screenshot saved."""
-    pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
     exe = _chromium()
     if exe is None:
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
