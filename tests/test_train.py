@@ -625,6 +625,46 @@ def test_an_interrupted_eval_reruns_only_the_missing_generations(tiny_model, tmp
     assert [json.loads(line)["output"] for line in out.with_name("e.samples.jsonl").read_text().splitlines()] == first
 
 
+@needs_train
+def test_a_checkpoint_evaluated_in_a_fresh_process_scores_as_in_process(tiny_model, tmp_path):
+    """What select-checkpoint does for engines that keep their memory (vLLM): evaluate_model in a spawned
+    process, no CLI; same generations, and they land in the same request cache."""
+    from cftdata.train.checkpoints import _evaluate_in_fresh_process
+    from cftdata.train.evaluate import EvalSettings, evaluate_model, load_problems
+
+    settings = EvalSettings(benchmarks=["gsm8k"], limit=3, backend="transformers", max_new_tokens=12)
+    problems = {"gsm8k": load_problems("gsm8k", _shared(""), 3)}
+    kwargs = dict(problems=problems, cache_dir=tmp_path / "cache", backend_options={"batch_size": 2})
+    there = _evaluate_in_fresh_process(tiny_model, settings, **kwargs)
+    here = evaluate_model(str(tiny_model), settings, **kwargs)
+    assert there["usage"]["calls_made"] == 3 and here["usage"]["cache_hits"] == 3
+    assert there["benchmarks"] == here["benchmarks"]
+
+
+@needs_train
+def test_a_build_samples_responses_with_the_transformers_backend(tiny_model, tmp_path):
+    """The eval-only engine of old is a backend like any other: a build's respond stage can use it."""
+    from cftdata.pipeline import build
+    from cftdata.recipe import validate_recipe
+
+    src = tmp_path / "q.jsonl"
+    src.write_text("".join(json.dumps({"question": f"What is {i} + {i}?"}) + "\n" for i in range(3)))
+
+    def run(out: str):
+        return build(validate_recipe({
+            "name": "hf", "source": {"path": str(src)}, "teacher": {"backend": "none"},
+            "respond": {"mode": "generate", "backend": "transformers", "model": str(tiny_model), "n": 2,
+                        "prompt": "raw", "params": {"temperature": 1.0, "max_tokens": 8, "seed": 3}},
+            "output": {"dir": str(tmp_path / out), "format": "sft-alpaca"}}))
+
+    first = run("a")
+    assert first.manifest["counts"]["respond"] == {**first.manifest["counts"]["respond"], "in": 6}
+    assert first.manifest["usage"]["respond"]["calls_made"] == 6
+    assert first.rows + first.manifest["counts"]["respond"]["rejected"] == 6
+    again = run("b")
+    assert again.manifest["usage"]["respond"]["cache_hits"] == 6 and again.manifest["usage"]["respond"]["calls_made"] == 0
+
+
 def test_eval_refuses_a_chat_only_backend_for_the_literal_prompt_before_any_call(tmp_path):
     res = _cli("eval", "gpt-4o-mini", "--backend", "openai", "--benchmarks", "gsm8k", "--limit", "1",
                "--data-dir", str(_shared("")), "--output", str(tmp_path / "x.json"))
