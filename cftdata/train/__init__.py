@@ -7,7 +7,8 @@ Reproduces the validation fine-tune of the CFT paper (arXiv 2501.17703, sections
 * :mod:`cftdata.train.data` - reading cftdata outputs, chat templates, the label mask, truncation.
 * :mod:`cftdata.train.trainer` - :func:`~cftdata.train.trainer.run_training`.
 * :mod:`cftdata.train.launch` - the ``accelerate launch`` command for N GPUs on M nodes.
-* :mod:`cftdata.train.evaluate` - the paper's math evaluation (vLLM, transformers or llama.cpp).
+* :mod:`cftdata.train.evaluate` - the paper's math evaluation; generations go through the model layer
+  (:mod:`cftdata.backends`: vLLM, transformers, llama.cpp...), cached and resumable.
 * :mod:`cftdata.train.checkpoints` - checkpoint selection on MATH-500.
 * :mod:`cftdata.train.commands` - the click commands ``train``, ``eval``, ``select-checkpoint``.
 * :mod:`cftdata.train.tiny` - tiny random models built locally, for smoke runs and tests.
