@@ -105,10 +105,27 @@ class TeacherSpec(ModelSpec):
 
 
 class VerdictSpec(Strict):
+    rule: str = Field(default="cftdata", description="cftdata (unknown class) or authors (unparseable -> wrong)")
     drop_unknown: bool = Field(default=False, description="reject critiques with no parseable verdict")
     keep: list[Literal["right", "wrong", "unknown"]] | None = Field(
         default=None, description="keep only rows with these verdicts (e.g. [right] for verified-SFT data)"
     )
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, v: str) -> str:
+        from cftdata.stages.verdict import VERDICT_RULES
+
+        if v not in VERDICT_RULES:
+            raise ValueError(f"unknown verdict rule {v!r}; use one of {', '.join(VERDICT_RULES.names())}")
+        return v
+
+    @model_validator(mode="after")
+    def _keep_reachable(self) -> VerdictSpec:
+        if self.rule == "authors" and self.keep is not None and not set(self.keep) - {"unknown"}:
+            raise ValueError("verdict.rule 'authors' has no unknown class (it calls unparseable critiques wrong), "
+                             "so verdict.keep [unknown] would reject every row")
+        return self
 
 
 class VerifySpec(Strict):
@@ -179,7 +196,8 @@ class HubSpec(Strict):
 
 class OutputSpec(Strict):
     dir: str | None = Field(default=None, description="default: outputs/<name>")
-    format: str = Field(default="alpaca", description="alpaca, messages, prompt-completion, sft-alpaca")
+    format: str = Field(default="alpaca", description="alpaca, alpaca-authors, alpaca-batch, alpaca-mini, messages, "
+                        "prompt-completion, sft-paper, sft-alpaca")
     rows_per_file: int = Field(default=100_000, gt=0)
     provenance: bool = Field(default=True, description="keep id, source, models and verdict columns")
     system_prompt: str | None = Field(default=None, description="system turn for the messages formats")

@@ -16,12 +16,31 @@ def test_paper_prompt_exact():
                     {"role": "user", "content": "Question: What is 2+2?\n\nSolution: 2+2=5"}]
 
 
-def test_script_and_batch_variants():
-    script = CRITIQUE_PROMPTS.get("cft-script").render(question="q", response="r")
-    assert "whether his solution is correct" in script[0]["content"]
-    batch = CRITIQUE_PROMPTS.get("cft-batch").render(question="q", response="r")
-    assert batch[1]["content"] == "Question: q\n\nAnswer: r"
-    assert batch[0]["content"] == PAPER_SYSTEM
+SCRIPT_SYSTEM = ("You are a science expert. A student is trying to solve a question, please explain briefly "
+                 "whether his solution is correct or not. Finally, conclude your judgement with "
+                 "'Conclusion: right/wrong [END]'.")
+BATCH_SYSTEM = ("You are a science expert. A student is trying to solve the a question, please explain briefly "
+                "whether his answer is correct or not. Finally, conclude your judgement with "
+                "'Conclusion: right/wrong [END]'.")
+
+
+@pytest.mark.parametrize("name, system, user", [
+    # TIGER-AI-Lab/CritiqueFineTuning generate_critique_by_api.py: f"""\nQuestion: ...\n\nSolution: ...\n"""
+    ("cft-script", SCRIPT_SYSTEM, "\nQuestion: What is 2+2?\n\nSolution: 2+2=5\n"),
+    # Wyyyb/CriticCoT generate_metamath_80k_batch_data.py: an indented triple-quoted f-string
+    ("cft-batch", BATCH_SYSTEM, "\n    Question: What is 2+2?\n\n    Answer: 2+2=5\n    "),
+    # generate_wi_mini_80k_batch_data.py: the training-format input as the user message
+    ("cft-batch-alpaca", BATCH_SYSTEM, "Question:\nWhat is 2+2?\n\nSolution:\n2+2=5"),
+])
+def test_authors_prompt_variants_exact(name, system, user):
+    msgs = CRITIQUE_PROMPTS.get(name).render(question="What is 2+2?", response="2+2=5")
+    assert msgs == [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def test_multiline_question_and_response_pass_through_unchanged():
+    q, r = "Line one.\n\nLine {two} with $x^2$.\n", "Step 1\n\nStep 2 {{ not jinja }}"
+    user = CRITIQUE_PROMPTS.get("cft-batch").render(question=q, response=r)[1]["content"]
+    assert user == f"\n    Question: {q}\n\n    Answer: {r}\n    "
 
 
 def test_solve_prompt_has_no_system_when_empty():

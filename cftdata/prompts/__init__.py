@@ -4,12 +4,21 @@ A template is a system message and a Jinja user message. The critique templates 
 ``question`` and ``response``; solve templates receive ``question``. A recipe names a built-in
 template (``teacher.prompt: cft-paper``) or points at a YAML file holding ``system`` and ``user``.
 
-The CFT paper (arXiv 2501.17703) used two wordings; see ../shared/reference/cft-paper.md:
+The CFT authors used four critique prompts (../shared/reference/cft-paper.md, section 8), each
+reproduced byte for byte:
 
-* ``cft-paper`` (default): system says "his answer", user is ``Question: ...\\n\\nSolution: ...``.
-* ``cft-script``: the released generation script, "his solution" in the system message.
-* ``cft-batch``: the Batch-API runs (MetaMath, NuminaMath, GPT-4o-mini), ``Answer:`` instead of
-  ``Solution:``.
+* ``cft-paper`` (default): the paper's appendix A.1: system "...whether his answer is correct...", user
+  ``Question: {q}\n\nSolution: {r}``.
+* ``cft-script``: the released generation script (TIGER-AI-Lab/CritiqueFineTuning
+  ``tools/self_construct_critique_data/generate_critique_by_api.py``): "his solution", and the user
+  message starts and ends with a newline: ``\nQuestion: {q}\n\nSolution: {r}\n``.
+* ``cft-batch``: the MetaMathQA and NuminaMath Batch-API runs (Wyyyb/CriticCoT
+  ``generate_metamath_80k_batch_data.py``, ``generate_numina_80k_batch_data.py``): the system text says
+  "solve the a question" (the typo is in the original) and the user message is an indented Python
+  triple-quoted f-string: ``\n    Question: {q}\n\n    Answer: {r}\n    ``.
+* ``cft-batch-alpaca``: the GPT-4o-mini teacher ablation (``generate_wi_mini_80k_batch_data.py``): the
+  batch system text, and the training-format input ``Question:\n{q}\n\nSolution:\n{r}`` as the user
+  message.
 """
 
 from __future__ import annotations
@@ -32,9 +41,13 @@ _SYSTEM_HEAD = (
 
 CFT_SYSTEM_PAPER = _SYSTEM_HEAD + "his answer" + _SYSTEM_TAIL
 CFT_SYSTEM_SCRIPT = _SYSTEM_HEAD + "his solution" + _SYSTEM_TAIL
+#: The system text of the authors' Batch-API runs, typo ("solve the a question") included.
+CFT_SYSTEM_BATCH = CFT_SYSTEM_PAPER.replace("solve a question", "solve the a question")
 
 #: The instruction of the paper's Alpaca triple (TIGER-Lab/WebInstruct-CFT).
 CFT_INSTRUCTION = "Please critique whether the following solution to the question is correct."
+#: The instruction of the authors' SFT baseline (Wyyyb/CriticCoT ``fetch_webinstruct_ori_sft_80k_0123.py``).
+SFT_INSTRUCTION = "Please reason step by step to solve the following question."
 
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
@@ -62,10 +75,13 @@ class PromptTemplate:
 CRITIQUE_PROMPTS: Registry[PromptTemplate] = Registry("critique prompt")
 SOLVE_PROMPTS: Registry[PromptTemplate] = Registry("solve prompt")
 
+# -- the CFT authors' critique prompts (see the module docstring for the source of each) ----------------
 for _t in (
     PromptTemplate("cft-paper", CFT_SYSTEM_PAPER, "Question: {{ question }}\n\nSolution: {{ response }}"),
-    PromptTemplate("cft-script", CFT_SYSTEM_SCRIPT, "Question: {{ question }}\n\nSolution: {{ response }}"),
-    PromptTemplate("cft-batch", CFT_SYSTEM_PAPER, "Question: {{ question }}\n\nAnswer: {{ response }}"),
+    PromptTemplate("cft-script", CFT_SYSTEM_SCRIPT, "\nQuestion: {{ question }}\n\nSolution: {{ response }}\n"),
+    PromptTemplate("cft-batch", CFT_SYSTEM_BATCH,
+                   "\n    Question: {{ question }}\n\n    Answer: {{ response }}\n    "),
+    PromptTemplate("cft-batch-alpaca", CFT_SYSTEM_BATCH, "Question:\n{{ question }}\n\nSolution:\n{{ response }}"),
 ):
     CRITIQUE_PROMPTS.add(_t.name, _t)
 

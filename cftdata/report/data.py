@@ -10,7 +10,11 @@ The question, response and critique are recovered from every output format:
 * ``alpaca``: ``input`` = ``"Question:\\n{question}\\n\\nSolution:\\n{response}"``, ``output`` = critique;
 * ``messages`` / ``prompt-completion``: the user turn holds the same text after the instruction, the
   (last) assistant turn is the critique;
-* ``sft-alpaca``: ``instruction`` = question, ``output`` = the response, no critique.
+* ``sft-alpaca`` / ``sft-paper``: the question is in ``instruction`` / ``input``, ``output`` = the response,
+  no critique.
+
+The authors' own CFT layouts (``alpaca-authors``, ``alpaca-batch``, ``alpaca-mini``) put one newline before
+``Solution:`` and may omit the ``Question:`` label: the split accepts both (``\\n+Solution:\\n``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+
+from cftdata.formats import FORMATS
 
 QUESTION_MARK = "Question:\n"
 SOLUTION_MARK = "\n\nSolution:\n"
@@ -50,18 +56,23 @@ def _user_turn(col: str) -> pl.Expr:
 
 
 def _split_user_text(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """``[instruction\\n]Question:\\n{q}\\n\\nSolution:\\n{r}`` -> (q, r)."""
+    """``[instruction\\n]Question:\\n{q}\\n\\nSolution:\\n{r}`` -> (q, r); also ``{q}\\nSolution:\\n{r}``."""
     after = text.str.splitn(QUESTION_MARK, 2)
     body = pl.when(after.struct.field("field_1").is_null()).then(text).otherwise(after.struct.field("field_1"))
     parts = body.str.splitn(SOLUTION_MARK, 2)
-    return parts.struct.field("field_0"), parts.struct.field("field_1")
+    loose = body.str.splitn(SOLUTION_MARK[1:], 2)  # one newline before "Solution:" (the authors' files)
+    one_nl = parts.struct.field("field_1").is_null()
+    question = pl.when(one_nl).then(loose.struct.field("field_0")).otherwise(parts.struct.field("field_0"))
+    response = pl.when(one_nl).then(loose.struct.field("field_1")).otherwise(parts.struct.field("field_1"))
+    return question, response
 
 
 def text_columns(columns: list[str] | set[str], fmt: str | None = None) -> TextColumns:
     """Expressions for question/response/critique, chosen from the format name and the columns present."""
     cols = set(columns)
-    if fmt == "sft-alpaca" and {"instruction", "output"} <= cols:
-        return TextColumns(pl.col("instruction"), pl.col("output"), None, ("instruction", "output"))
+    sft_question = FORMATS.get(fmt).sft_question if fmt in FORMATS else None
+    if sft_question and {sft_question, "output"} <= cols:
+        return TextColumns(pl.col(sft_question), pl.col("output"), None, (sft_question, "output"))
     if {"input", "output"} <= cols:
         q, r = _split_user_text(pl.col("input"))
         return TextColumns(q, r, pl.col("output"), ("input", "output"))
