@@ -108,9 +108,9 @@ def _register_commands() -> None:
     """Commands from packages that import only click at module level (heavy imports happen inside them)."""
     from cftdata.publish.commands import push
     from cftdata.report.commands import diff, inspect, status
-    from cftdata.train.commands import eval_cmd, select_checkpoint, train
+    from cftdata.train.commands import eval_cmd, eval_compare, select_checkpoint, train
 
-    for command in (push, inspect, diff, status, train, eval_cmd, select_checkpoint):
+    for command in (push, inspect, diff, status, train, eval_cmd, eval_compare, select_checkpoint):
         main.add_command(command)
 
 

@@ -15,7 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cftdata.errors import RecipeError
+from cftdata.benchmarks import DEFAULT_DECONTAMINATION
+from cftdata.errors import CftdataError, RecipeError
 
 
 class Strict(BaseModel):
@@ -162,10 +163,21 @@ class DecontaminateSpec(Strict):
     """Drop questions sharing a word n-gram with a benchmark test problem (open-r1 style)."""
 
     benchmarks: list[str] = Field(
-        default_factory=lambda: ["math500", "gsm8k", "minerva_math", "olympiadbench", "aime24", "amc23", "theoremqa"]
+        default_factory=lambda: list(DEFAULT_DECONTAMINATION),
+        description="names of cftdata.benchmarks.BENCHMARKS (e.g. add math, gpqa_diamond, mmlu_pro)",
     )
     ngram: int = Field(default=8, gt=0)
     data_dir: str | None = Field(default=None, description="local <benchmark>/test.jsonl files instead of the Hub")
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_benchmarks(cls, v: list[str]) -> list[str]:
+        from cftdata.benchmarks import resolve_benchmarks
+
+        try:
+            return resolve_benchmarks(v)
+        except CftdataError as e:
+            raise ValueError(str(e).rstrip(".")) from None
 
 
 class SelectSpec(Strict):

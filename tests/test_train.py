@@ -523,15 +523,15 @@ def test_reference_config_needs_gpus(cft_output, tiny_model, tmp_path):
 
 
 def test_reference_answers_per_benchmark():
-    from cftdata.train.evaluate import BENCHMARKS, load_problems
+    from cftdata.train.evaluate import load_problems
 
     data = _shared("")
     expected_first = {"math500": "\\left( 3, \\frac{\\pi}{2} \\right)", "gsm8k": "18", "minerva_math": "1.6",
                       "olympiadbench": "2", "aime24": "204", "amc23": "27", "theoremqa": "11760"}
-    for name in BENCHMARKS:
+    for name, gold in expected_first.items():
         problems, source = load_problems(name, data, limit=3)
         assert len(problems) == 3 and source.startswith("file:")
-        assert problems[0].gold == expected_first[name], name
+        assert problems[0].gold == gold, name
         assert all(p.problem and p.gold for p in problems), name
     aime = [p.gold for p in load_problems("aime24", data)[0]]
     assert "025" in aime  # kept as a string; the grader compares numbers
@@ -542,7 +542,8 @@ def test_benchmark_names_prompt_and_stops():
     from cftdata.train.evaluate import build_prompt, cut_at_stop, format_table, resolve_benchmarks
 
     assert resolve_benchmarks("math500, minerva,gsm8k,math500") == ["math500", "minerva_math", "gsm8k"]
-    assert len(resolve_benchmarks("all")) == 7
+    assert resolve_benchmarks("paper") == ["math", "minerva_math", "gsm8k", "olympiadbench", "aime24", "amc23"]
+    assert len(resolve_benchmarks("all")) == 10 and "math_train" not in resolve_benchmarks("all")
     with pytest.raises(CftdataError, match="Unknown benchmark 'mathh'"):
         resolve_benchmarks("mathh")
     assert build_prompt("What is 1+1?") == (
@@ -550,15 +551,16 @@ def test_benchmark_names_prompt_and_stops():
         "<|im_start|>user\nWhat is 1+1?<|im_end|>\n<|im_start|>assistant\n")
     assert cut_at_stop("so \\boxed{2}. [END] junk<|im_end|>", ["<|im_end|>", "<|endoftext|>", "[END]"]) == \
         "so \\boxed{2}. "
-    table = format_table({"benchmarks": {"math500": {"n": 5, "correct": 2, "accuracy": 40.0}}, "average": 40.0})
-    assert "math500" in table and "40.0" in table and "average" in table
+    table = format_table({"benchmarks": {"math500": {"n": 5, "correct": 2, "accuracy": 40.0}}, "average": 40.0,
+                          "harness": "paper", "grader": "paper", "model": "m"})
+    assert "MATH-500" in table and "40.0" in table and "AVG" in table and "harness: paper" in table
 
 
-def test_benchmark_without_hub_copy_needs_data_dir():
+def test_benchmark_without_local_copy_names_the_layout(tmp_path):
     from cftdata.train.evaluate import load_problems
 
-    with pytest.raises(CftdataError, match="has no Hub dataset; pass --data-dir"):
-        load_problems("minerva_math", None)
+    with pytest.raises(CftdataError, match="no minerva_math/test.jsonl"):
+        load_problems("minerva_math", tmp_path)
 
 
 @needs_train
@@ -575,9 +577,11 @@ def test_eval_cli_runs_and_grades(tiny_model, tmp_path):
     assert result["average"] == pytest.approx(sum(b["accuracy"] for b in result["benchmarks"].values()) / 2)
     assert result["decoding"]["stop"] == ["<|im_end|>", "<|endoftext|>", "[END]"]
     assert (result["answer_rule"], result["backend"], result["prompt"]) == ("boxed", "transformers", "qwen25-math-cot")
+    assert (result["harness"], result["grader"]) == ("cftdata", "math-verify")
+    assert "MATH-500" in out.with_suffix(".md").read_text() and "| GSM8K |" in out.with_suffix(".md").read_text()
     samples = [json.loads(line) for line in Path(result["samples"]).read_text().splitlines()]
     assert len(samples) == 10 and samples[5]["gold"] == "18"
-    assert "benchmark" in res.output and "average" in res.output
+    assert "GSM8K" in res.output and "AVG" in res.output and "grader: math-verify" in res.output
 
 
 @needs_train
@@ -731,7 +735,8 @@ def test_select_checkpoint_logic_with_a_scoring_function(tmp_path):
     # cached results are reused; other settings re-evaluate
     seen: list[str] = []
     select_checkpoint(tmp_path, settings, evaluate=lambda cp: pytest.fail("re-evaluated"), echo=seen.append)
-    assert all("cached" in line for line in seen)
+    assert seen[0] == "selection set: MATH-500 (math500), the first 100 problems; a reported test set"
+    assert all("cached" in line for line in seen[1:])
     scores[8] = 90.0
     rec = select_checkpoint(tmp_path, EvalSettings(benchmarks=["math500"], limit=50), evaluate=fake)
     assert rec["best"]["checkpoint"] == "checkpoint-8" and os.readlink(tmp_path / "best") == "checkpoint-8"
@@ -753,6 +758,28 @@ def test_select_checkpoint_cli_picks_the_better_checkpoint(memorized_run):
     assert best["checkpoint"] == "checkpoint-30" and best["benchmark"] == "math500"
     assert "<- best" in res.output
     assert (memorized_run / "checkpoint-30" / "cftdata_eval_math500.samples.jsonl").is_file()
+
+
+@needs_train
+def test_select_checkpoint_on_a_heldout_slice(memorized_run):
+    """--heldout math_train: a seeded slice of the MATH train split (a fixture in the documented schema), not a
+    reported benchmark; the record, best.json and the output say so, and the problems are the slice's."""
+    from cftdata.benchmarks import load_problems
+
+    fixtures = ROOT / "tests" / "fixtures" / "benchmarks"
+    res = _cli("select-checkpoint", str(memorized_run), "--heldout", "math_train", "--heldout-size", "4", "--seed", "3",
+               "--data-dir", str(fixtures), "--backend", "transformers", "--max-new-tokens", "8",
+               "--output", str(memorized_run / "heldout_selection.json"))
+    assert res.exit_code == 0, res.output
+    rec = json.loads((memorized_run / "heldout_selection.json").read_text())
+    chosen = rec["selection_set"]
+    assert (chosen["benchmark"], chosen["sample"], chosen["seed"], chosen["reported"]) == ("math_train", 4, 3, False)
+    assert "not a reported benchmark" in res.output and "MATH train (math_train), a seeded 4 of 7,500" in res.output
+    assert json.loads((memorized_run / "best.json").read_text())["selection_set"] == chosen
+    samples = (memorized_run / "checkpoint-15" / "cftdata_eval_math_train-s4-seed3.samples.jsonl").read_text()
+    expected = [p.problem for p in load_problems("math_train", fixtures, sample=4, seed=3)[0]]
+    assert [json.loads(line)["problem"] for line in samples.splitlines()] == expected
+    assert len(set(expected)) == 4
 
 
 # -- the GPU benchmark script's CPU smoke mode, and a GGUF model ----------------------------------------

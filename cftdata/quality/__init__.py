@@ -4,7 +4,7 @@
 * :mod:`~cftdata.quality.dedup`: :class:`Deduplicator`, streaming exact + MinHash-LSH near dedup
   (first occurrence wins; fed shard by shard; bounded per-row index).
 * :mod:`~cftdata.quality.decontaminate`: :class:`Decontaminator`, 8-gram overlap against benchmark
-  test sets (:data:`BENCHMARKS`, :func:`load_benchmark`).
+  test sets (:data:`BENCHMARKS`, the registry of :mod:`cftdata.benchmarks`; :func:`load_benchmark`).
 * :mod:`~cftdata.quality.selectors`: selection strategies (:data:`SELECTORS`, :func:`select`):
   ``random``, ``longest_critique`` (the paper's), ``balanced_verdict``, ``length_matched``.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 from cftdata.quality.decontaminate import (
     BENCHMARKS,
     DEFAULT_BENCHMARKS,
-    BenchmarkSpec,
     Decontaminator,
     load_benchmark,
 )
@@ -28,7 +27,6 @@ from cftdata.quality.normalize import normalize_text, word_tokens
 __all__ = [
     "BENCHMARKS",
     "DEFAULT_BENCHMARKS",
-    "BenchmarkSpec",
     "Decontaminator",
     "Deduplicator",
     "load_benchmark",

@@ -9,9 +9,9 @@ no n-gram: it is matched as a whole (its full token sequence appearing contiguou
 question), provided it has at least ``min_short_tokens`` tokens; shorter problems are ignored
 (too generic to be evidence) and counted in ``stats()["benchmark_problems_ignored"]``.
 
-Benchmarks are described by :data:`BENCHMARKS`, a registry of :class:`BenchmarkSpec` (Hub id,
-config, split and question field; local file name and field). :func:`load_benchmark` reads a local
-JSONL copy when given a path, else the Hub via ``datasets.load_dataset`` (imported lazily).
+Benchmarks come from :data:`cftdata.benchmarks.BENCHMARKS`, the registry evaluation uses too (Hub id,
+configs, split, question field, local file). :func:`load_benchmark` reads a local JSONL copy when
+given a path, else the Hub via ``datasets.load_dataset`` (imported lazily).
 
 The index holds only the benchmarks' n-gram hashes (8 bytes each plus a small owner array, about
 200K n-grams for all seven benchmarks), so memory does not grow with the training data;
@@ -20,7 +20,6 @@ The index holds only the benchmarks' n-gram hashes (8 bytes each plus a small ow
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from cftdata.benchmarks import BENCHMARKS, DEFAULT_DECONTAMINATION, read_rows
 from cftdata.errors import CftdataError
 from cftdata.quality.normalize import (
     TokenHasher,
@@ -37,120 +37,33 @@ from cftdata.quality.normalize import (
     token_hashes,
     word_tokens,
 )
-from cftdata.registry import Registry
 
 __all__ = [
     "BENCHMARKS",
     "DEFAULT_BENCHMARKS",
-    "BenchmarkSpec",
     "Decontaminator",
     "load_benchmark",
 ]
 
 
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    """Where a benchmark's test problems live, on the Hub and in a local JSONL copy."""
-
-    name: str
-    hub_id: str
-    hub_split: str
-    hub_field: str
-    hub_config: str | None = None
-    local_file: str = "test.jsonl"
-    local_field: str = "problem"
-    description: str = ""
-
-    @property
-    def local_path(self) -> str:
-        """Path of the local copy relative to a data root: ``<name>/<local_file>``."""
-        return f"{self.name}/{self.local_file}"
-
-
-#: Benchmark specs by name. Local copies follow ``<data_root>/<name>/test.jsonl`` (see the shared
-#: data README); Hub ids are the ones evaluation harnesses load.
-BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
-
-for _spec in (
-    BenchmarkSpec("math500", "HuggingFaceH4/MATH-500", "test", "problem", description="MATH-500 (500)"),
-    BenchmarkSpec("gsm8k", "openai/gsm8k", "test", "question", "main", local_field="question",
-                  description="GSM8K test (1319)"),
-    BenchmarkSpec("minerva_math", "math-ai/minervamath", "test", "question", description="Minerva-Math (272)"),
-    BenchmarkSpec("olympiadbench", "Hothan/OlympiadBench", "train", "question", "OE_TO_maths_en_COMP",
-                  local_field="question",
-                  description="OlympiadBench, open-ended text-only English math (675 local / 674 Hub)"),
-    BenchmarkSpec("aime24", "HuggingFaceH4/aime_2024", "train", "problem", description="AIME 2024 (30)"),
-    BenchmarkSpec("amc23", "math-ai/amc23", "test", "question", description="AMC 2023 (40)"),
-    BenchmarkSpec("theoremqa", "TIGER-Lab/TheoremQA", "test", "Question", description="TheoremQA (800)"),
-):  # fmt: skip
-    BENCHMARKS.add(_spec.name, _spec)
-
-#: The seven benchmarks of the CFT paper's tables, in report order.
-DEFAULT_BENCHMARKS: tuple[str, ...] = (
-    "math500", "gsm8k", "minerva_math", "olympiadbench", "aime24", "amc23", "theoremqa",
-)  # fmt: skip
-
-
-def _resolve_local(spec: BenchmarkSpec, path: str | Path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        for candidate in (p / spec.name / spec.local_file, p / spec.local_file):
-            if candidate.is_file():
-                return candidate
-        raise CftdataError(
-            f"Benchmark {spec.name!r}: no {spec.local_path} or {spec.local_file} under directory {p}."
-        )
-    if not p.is_file():
-        raise CftdataError(f"Benchmark {spec.name!r}: file {p} does not exist.")
-    return p
+#: The seven math benchmarks of the CFT paper's tables whose test sets ship with the evaluation harnesses.
+DEFAULT_BENCHMARKS: tuple[str, ...] = DEFAULT_DECONTAMINATION
 
 
 def load_benchmark(name: str, path: str | Path | None = None) -> list[str]:
-    """The problem texts of benchmark ``name`` (a key of :data:`BENCHMARKS`).
+    """The problem texts of benchmark ``name`` (a key of :data:`cftdata.benchmarks.BENCHMARKS`).
 
     ``path`` may be a JSONL file, a directory holding ``<name>/test.jsonl`` (a data root such as
-    ``shared/data``) or one holding ``test.jsonl``. Each line is an object whose question field is
-    the spec's ``local_field`` (the Hub field name is accepted too). Without ``path`` the split is
-    loaded from the Hugging Face Hub with ``datasets.load_dataset`` (needs network or a cache).
-    Empty and missing problems are skipped.
+    ``shared/data``) or one holding ``test.jsonl``. Without ``path`` the split is loaded from the
+    Hugging Face Hub with ``datasets.load_dataset`` (needs network or a cache). The text is the bare
+    question (multiple-choice options are not part of it); empty and missing problems are skipped.
     """
-    spec = BENCHMARKS.get(name)
-    if path is not None:
-        file = _resolve_local(spec, path)
-        problems: list[str] = []
-        with file.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CftdataError(
-                        f"Benchmark {name!r}: {file}:{lineno} is not JSON ({exc.msg})."
-                    ) from None
-                text = record.get(spec.local_field, record.get(spec.hub_field))
-                if isinstance(text, str) and text.strip():
-                    problems.append(text)
-        if not problems:
-            raise CftdataError(f"Benchmark {name!r}: no {spec.local_field!r} field with text in {file}.")
-        return problems
-    try:
-        from datasets import load_dataset
-    except ImportError as exc:  # pragma: no cover - datasets is a core dependency
-        raise CftdataError("Loading benchmarks from the Hub needs the 'datasets' package.") from exc
-    try:
-        ds = load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
-    except Exception as exc:  # network, auth, renamed dataset: say which benchmark and how to work around
-        raise CftdataError(
-            f"Benchmark {name!r}: could not load {spec.hub_id}"
-            f"{'/' + spec.hub_config if spec.hub_config else ''} split {spec.hub_split!r} from the Hub "
-            f"({type(exc).__name__}: {exc}). Pass a local JSONL path instead."
-        ) from exc
-    if spec.hub_field not in ds.column_names:
-        raise CftdataError(
-            f"Benchmark {name!r}: {spec.hub_id} has no column {spec.hub_field!r} (columns: {ds.column_names})."
-        )
-    return [t for t in ds[spec.hub_field] if isinstance(t, str) and t.strip()]
+    bench = BENCHMARKS.get(name)
+    rows, source = read_rows(name, path)
+    problems = [t for t in (bench.question(r) for r in rows) if isinstance(t, str) and t.strip()]
+    if not problems:
+        raise CftdataError(f"Benchmark {name!r}: no {'/'.join(bench.question_keys)!r} field with text in {source}.")
+    return problems
 
 
 _FILTER_BITS = 22

@@ -11,7 +11,7 @@ import sys
 import click
 
 from cftdata.errors import CftdataError
-from cftdata.train.commands import eval_cmd, select_checkpoint, train
+from cftdata.train.commands import eval_cmd, eval_compare, select_checkpoint, train
 
 
 class _Group(click.Group):
@@ -32,6 +32,7 @@ def main() -> None:
 
 main.add_command(train)
 main.add_command(eval_cmd)
+main.add_command(eval_compare)
 main.add_command(select_checkpoint)
 
 if __name__ == "__main__":

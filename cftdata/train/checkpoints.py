@@ -1,9 +1,13 @@
-"""Checkpoint selection: evaluate every ``checkpoint-*`` of a run on MATH-500 and link the best.
+"""Checkpoint selection: evaluate every ``checkpoint-*`` of a run on a validation set and link the best.
 
 The CFT authors pick the checkpoint with the best MATH-500 accuracy (greedy), and say it is usually
-mid-training, not the last. :func:`select_checkpoint` evaluates each checkpoint with
+mid-training, not the last. MATH-500 is also a reported test set (the paper's validation table), so a
+score chosen on it is optimistic; One-Shot CFT chose on 500 held-out problems instead. The selection set
+is either a benchmark (default ``math500``) or a seeded slice of a source that is not a reported benchmark
+(``EvalSettings(benchmarks=["math_train"], sample=500, seed=0)``: 500 problems of the MATH train split);
+the record says which (``selection_set``). :func:`select_checkpoint` evaluates each checkpoint with
 :func:`cftdata.train.evaluate.evaluate_model`, caches each score in
-``checkpoint-N/cftdata_eval_<benchmark>.json`` (a rerun after adding checkpoints evaluates only the new
+``checkpoint-N/cftdata_eval_<set>.json`` (a rerun after adding checkpoints evaluates only the new
 ones; changed settings re-evaluate), writes the table to ``RUN_DIR/checkpoint_selection.json``, points
 the symlink ``RUN_DIR/best`` at the winner and writes ``RUN_DIR/best.json``.
 
@@ -26,7 +30,7 @@ from typing import Any
 
 from cftdata.errors import CftdataError
 
-__all__ = ["choose_best", "format_selection", "link_best", "list_checkpoints", "select_checkpoint"]
+__all__ = ["choose_best", "format_selection", "link_best", "list_checkpoints", "select_checkpoint", "selection_set"]
 
 
 def _step(p: Path) -> int:
@@ -70,6 +74,20 @@ def link_best(run_dir: Path, checkpoint: Path) -> Path:
     return link
 
 
+def selection_set(settings: Any) -> dict[str, Any]:
+    """What the checkpoints are scored on: the benchmark, the slice, and whether it is a reported test set."""
+    from cftdata.benchmarks import BENCHMARKS
+
+    bench = BENCHMARKS.get(settings.benchmarks[0])
+    slice_ = f"a seeded {settings.sample} of {bench.size:,} (seed {settings.seed})" if settings.sample else (
+        f"the first {settings.limit}" if settings.limit else f"all {bench.size:,}")
+    reported = "a reported test set" if bench.reported else "not a reported benchmark"
+    tag = bench.name + (f"-s{settings.sample}-seed{settings.seed}" if settings.sample else "")
+    return {"benchmark": bench.name, "title": bench.title, "sample": settings.sample, "seed": settings.seed,
+            "limit": settings.limit, "reported": bench.reported, "tag": tag,
+            "description": f"{bench.title} ({bench.name}), {slice_} problems; {reported}"}
+
+
 def _evaluate_in_fresh_process(checkpoint: Path, settings: Any, **kwargs: Any) -> dict[str, Any]:
     """:func:`~cftdata.train.evaluate.evaluate_model` in a new (spawned) process, which exits afterwards and so
     gives back every byte of GPU memory the engine held."""
@@ -91,11 +109,12 @@ def select_checkpoint(
     evaluate: Callable[[Path], dict[str, Any]] | None = None,
     echo: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
-    """Evaluate every checkpoint of a run on one benchmark, link the best, write the table.
+    """Evaluate every checkpoint of a run on one selection set, link the best, write the table.
 
     Args:
         run_dir: A training output folder with ``checkpoint-*`` folders.
-        settings: :class:`cftdata.train.evaluate.EvalSettings` with exactly one benchmark.
+        settings: :class:`cftdata.train.evaluate.EvalSettings` with exactly one benchmark (and ``sample`` for a
+            seeded slice of it).
         output: Where the table goes (default ``run_dir/checkpoint_selection.json``).
         reevaluate: Ignore cached per-checkpoint results.
         backend_options: The backend's ``options`` (see ``cftdata eval --option``).
@@ -114,11 +133,13 @@ def select_checkpoint(
     if len(settings.benchmarks) != 1:
         raise CftdataError("select-checkpoint scores on exactly one benchmark (default math500).")
     bench = settings.benchmarks[0]
+    chosen = selection_set(settings)
+    echo(f"selection set: {chosen['description']}")
     key = settings.key()
     problems = None
     rows: list[dict[str, Any]] = []
     for cp in checkpoints:
-        cache = cp / f"cftdata_eval_{bench}.json"
+        cache = cp / f"cftdata_eval_{chosen['tag']}.json"
         result = None
         if cache.is_file() and not reevaluate:
             cached = json.loads(cache.read_text(encoding="utf-8"))
@@ -126,13 +147,14 @@ def select_checkpoint(
                 result = cached
                 echo(f"{cp.name}: cached ({cached['benchmarks'][bench]['accuracy']:.1f}%)")
         if result is None:
-            echo(f"{cp.name}: evaluating on {bench}" + (f" (first {settings.limit})" if settings.limit else ""))
+            echo(f"{cp.name}: evaluating on {chosen['tag']}" + (f" (first {settings.limit})" if settings.limit else ""))
             if evaluate is not None:
                 result = evaluate(cp)
             else:
                 if problems is None:
-                    problems = {bench: load_problems(bench, settings.data_dir, settings.limit)}
-                kwargs = dict(problems=problems, samples_path=cp / f"cftdata_eval_{bench}.samples.jsonl",
+                    problems = {bench: load_problems(bench, settings.data_dir, settings.limit, settings.sample,
+                                                     settings.seed)}
+                kwargs = dict(problems=problems, samples_path=cp / f"cftdata_eval_{chosen['tag']}.samples.jsonl",
                               backend_options=backend_options, cache_dir=cache_dir, use_cache=use_cache)
                 if BACKENDS.get(resolve_backend(str(cp), settings.backend)).process_per_model:
                     result = _evaluate_in_fresh_process(cp, settings, **kwargs)
@@ -147,21 +169,24 @@ def select_checkpoint(
     best_i = choose_best([(r["checkpoint"], r["step"], r["accuracy"]) for r in rows])
     best = rows[best_i]
     link = link_best(run, run / best["checkpoint"])
-    record = {"run_dir": str(run), "benchmark": bench, "settings": key, "checkpoints": rows, "best": best,
-              "best_link": str(link), "tie_break": "earliest step"}
+    record = {"run_dir": str(run), "benchmark": bench, "selection_set": chosen, "settings": key, "checkpoints": rows,
+              "best": best, "best_link": str(link), "tie_break": "earliest step"}
     out = Path(output) if output else run / "checkpoint_selection.json"
     out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     (run / "best.json").write_text(json.dumps({**best, "path": str(run / best["checkpoint"]), "benchmark": bench,
-                                               "settings": key}, indent=2) + "\n", encoding="utf-8")
+                                               "selection_set": chosen, "settings": key}, indent=2) + "\n",
+                                   encoding="utf-8")
     record["output"] = str(out)
     return record
 
 
 def format_selection(record: dict[str, Any]) -> str:
-    """The per-checkpoint table, the best one marked."""
+    """The per-checkpoint table, the best one marked, under the name of the selection set."""
     rows = record["checkpoints"]
     width = max(len("checkpoint"), *(len(r["checkpoint"]) for r in rows))
-    lines = [f"{'checkpoint'.ljust(width)}  {'step':>6}  {'correct':>9}  {'accuracy %':>10}",
+    chosen = record.get("selection_set") or {"description": record.get("benchmark", "?")}
+    lines = [f"selection set: {chosen['description']}",
+             f"{'checkpoint'.ljust(width)}  {'step':>6}  {'correct':>9}  {'accuracy %':>10}",
              f"{'-' * width}  {'-' * 6}  {'-' * 9}  {'-' * 10}"]
     for r in rows:
         mark = "  <- best" if r["checkpoint"] == record["best"]["checkpoint"] else ""

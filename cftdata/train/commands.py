@@ -1,12 +1,13 @@
-"""Click commands of the trainer extra: ``train``, ``eval`` and ``select-checkpoint``.
+"""Click commands of the trainer extra: ``train``, ``eval``, ``eval-compare`` and ``select-checkpoint``.
 
 Only click and the standard library are imported here: torch, transformers and TRL load inside the
 command functions, so ``cftdata --help`` stays instant and the data pipeline never pays for them.
 Registered on the main group in ``cftdata/cli.py``::
 
-    from cftdata.train.commands import eval_cmd, select_checkpoint, train
+    from cftdata.train.commands import eval_cmd, eval_compare, select_checkpoint, train
     main.add_command(train)
     main.add_command(eval_cmd)
+    main.add_command(eval_compare)
     main.add_command(select_checkpoint)
 
 User errors raise :class:`cftdata.errors.CftdataError` (one paragraph, exit code 2).
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["eval_cmd", "require_extra", "select_checkpoint", "train"]
+__all__ = ["eval_cmd", "eval_compare", "require_extra", "select_checkpoint", "train"]
 
 _BACKEND_HELP = ("A backend of the model layer: vllm (GPU), transformers, local (GGUF via llama.cpp), or any other "
                  "(openai... with --chat-template model); auto picks local for GGUF, vllm on CUDA, else transformers.")
@@ -149,22 +150,38 @@ def train(data: str, model: str, config_name: str, output_dir: str | None, overr
                    f"{result.seconds} s")
 
 
+_HARNESS_HELP = ("Evaluation protocol: cftdata (last \\boxed{}, math-verify), paper (the CFT authors' harness: their "
+                 "stop strings, extraction and grader), qwen25-math (the upstream Qwen2.5-Math harness).")
+_GRADER_HELP = "Answer comparison: math-verify, paper or qwen25-math [default: the harness's]."
+
+
+def _markdown_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".json") + ".md")
+
+
 @click.command("eval")
 @click.argument("model")
 @click.option("--benchmarks", default="math500", show_default=True,
-              help="Comma-separated: math500, gsm8k, minerva_math, olympiadbench, aime24, amc23, theoremqa, or all.")
+              help="Comma-separated: math, minerva_math, gsm8k, olympiadbench, aime24, amc23, math500, theoremqa, "
+                   "gpqa_diamond, mmlu_pro; or paper (the main table's six) or all.")
+@click.option("--harness", default="cftdata", show_default=True, help=_HARNESS_HELP)
+@click.option("--grader", help=_GRADER_HELP)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N problems of each benchmark.")
+@click.option("--sample", type=click.IntRange(min=1), help="A seeded random N problems of each benchmark.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with <benchmark>/test.jsonl (else the Hub).")
 @_eval_options
-@click.option("--output", required=True, type=click.Path(dir_okay=False), help="Results JSON (FILE.json).")
+@click.option("--output", required=True, type=click.Path(dir_okay=False),
+              help="Results JSON (FILE.json); the table goes to FILE.md, per-problem outputs to FILE.samples.jsonl.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
-@click.option("--answer-rule", default="boxed", show_default=True, help="cftdata.verify extraction rule.")
+@click.option("--answer-rule", default="boxed", show_default=True,
+              help="cftdata.verify extraction rule (harness cftdata).")
 @click.option("--chat-template", type=click.Choice(["chatml", "model"]), default="chatml", show_default=True,
               help="chatml: the paper's literal Qwen prompt; model: the tokenizer's own template.")
-def eval_cmd(model: str, benchmarks: str, limit: int | None, data_dir: str | None, backend: str,
-             options: tuple[str, ...], cache_dir: str | None, no_cache: bool, output: str, max_new_tokens: int,
-             answer_rule: str, chat_template: str) -> None:
-    """Evaluate MODEL on math benchmarks with the CFT paper's protocol (greedy, last \\boxed{}, graded).
+def eval_cmd(model: str, benchmarks: str, harness: str, grader: str | None, limit: int | None, sample: int | None,
+             seed: int, data_dir: str | None, backend: str, options: tuple[str, ...], cache_dir: str | None,
+             no_cache: bool, output: str, max_new_tokens: int, answer_rule: str, chat_template: str) -> None:
+    """Evaluate MODEL on math benchmarks with the CFT paper's protocol (greedy, answer extracted, graded).
 
     Generations are cached like every model call: rerunning an interrupted evaluation only generates what
     had not finished.
@@ -174,22 +191,55 @@ def eval_cmd(model: str, benchmarks: str, limit: int | None, data_dir: str | Non
     _setup_logging()
     settings = EvalSettings(benchmarks=resolve_benchmarks(benchmarks), limit=limit, data_dir=data_dir,
                             backend=backend, max_new_tokens=max_new_tokens, answer_rule=answer_rule,
-                            chat_template=chat_template)
+                            chat_template=chat_template, harness=harness, grader=grader, sample=sample, seed=seed)
     out = Path(output)
     samples = out.with_name(out.name.removesuffix(".json") + ".samples.jsonl")
     result = evaluate_model(model, settings, samples_path=samples, backend_options=_backend_options(options),
                             cache_dir=cache_dir, use_cache=not no_cache)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _markdown_path(out).write_text(format_table(result, markdown=True) + "\n", encoding="utf-8")
     click.echo(format_table(result))
     u = result["usage"]
-    click.echo(f"wrote {out} (per-problem outputs: {samples}); grader: {result['grader']}; generations: "
-               f"{u['calls_made']} made, {u['cache_hits']} from the cache")
+    click.echo(f"wrote {out}, {_markdown_path(out)} (per-problem outputs: {samples}); harness: {result['harness']}, "
+               f"grader: {result['grader']} ({result['grader_description']}); generations: {u['calls_made']} made, "
+               f"{u['cache_hits']} from the cache")
+
+
+@click.command("eval-compare")
+@click.argument("run_a", type=click.Path(dir_okay=False))
+@click.argument("run_b", type=click.Path(dir_okay=False))
+@click.option("--labels", help="Row labels A,B, e.g. CFT,SFT [default: the model names].")
+@click.option("--output", type=click.Path(dir_okay=False), help="Also write the table as Markdown to this file.")
+def eval_compare(run_a: str, run_b: str, labels: str | None, output: str | None) -> None:
+    """Two `cftdata eval` results side by side (e.g. CFT vs SFT) in the paper's table layout, with A - B."""
+    from cftdata.errors import CftdataError
+    from cftdata.train.evaluate import compare_results, format_comparison
+
+    names = None
+    if labels is not None:
+        names = [x.strip() for x in labels.split(",")]
+        if len(names) != 2 or not all(names):
+            raise CftdataError(f"--labels {labels!r}: give two labels separated by a comma, e.g. --labels CFT,SFT.")
+    cmp = compare_results(run_a, run_b, names)
+    click.echo(format_comparison(cmp))
+    if output:
+        Path(output).write_text(format_comparison(cmp, markdown=True) + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}")
 
 
 @click.command("select-checkpoint")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--benchmark", default="math500", show_default=True, help="The validation benchmark.")
+@click.option("--benchmark", default="math500", show_default=True,
+              help="The validation benchmark (math500 is the authors' choice, and also a reported test set).")
+@click.option("--heldout", metavar="SOURCE",
+              help="Select on a seeded slice of SOURCE instead, a set that is not a reported benchmark (e.g. "
+                   "math_train, the MATH train split, as One-Shot CFT chose on 500 held-out problems).")
+@click.option("--heldout-size", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Problems in the --heldout slice.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --heldout slice.")
+@click.option("--harness", default="cftdata", show_default=True, help=_HARNESS_HELP)
+@click.option("--grader", help=_GRADER_HELP)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N problems.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with <benchmark>/test.jsonl (else the Hub).")
 @_eval_options
@@ -197,7 +247,8 @@ def eval_cmd(model: str, benchmarks: str, limit: int | None, data_dir: str | Non
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Selection table JSON [default: RUN_DIR/checkpoint_selection.json].")
 @click.option("--reevaluate", is_flag=True, help="Ignore per-checkpoint results cached by an earlier run.")
-def select_checkpoint(run_dir: str, benchmark: str, limit: int | None, data_dir: str | None, backend: str,
+def select_checkpoint(run_dir: str, benchmark: str, heldout: str | None, heldout_size: int, seed: int, harness: str,
+                      grader: str | None, limit: int | None, data_dir: str | None, backend: str,
                       options: tuple[str, ...], cache_dir: str | None, no_cache: bool, max_new_tokens: int,
                       output: str | None, reevaluate: bool) -> None:
     """Evaluate every checkpoint-* in RUN_DIR, link the best as RUN_DIR/best and write best.json."""
@@ -206,11 +257,12 @@ def select_checkpoint(run_dir: str, benchmark: str, limit: int | None, data_dir:
     from cftdata.train.evaluate import EvalSettings, resolve_benchmarks
 
     _setup_logging()
-    settings = EvalSettings(benchmarks=resolve_benchmarks(benchmark), limit=limit, data_dir=data_dir,
-                            backend=backend, max_new_tokens=max_new_tokens)
+    settings = EvalSettings(benchmarks=resolve_benchmarks(heldout or benchmark), limit=limit, data_dir=data_dir,
+                            backend=backend, max_new_tokens=max_new_tokens, harness=harness, grader=grader,
+                            sample=heldout_size if heldout else None, seed=seed)
     record = run_selection(run_dir, settings, output=output, reevaluate=reevaluate, echo=click.echo,
                            backend_options=_backend_options(options), cache_dir=cache_dir, use_cache=not no_cache)
     click.echo(format_selection(record))
     best = record["best"]
-    click.echo(f"best: {best['checkpoint']} ({best['accuracy']:.1f}% on {record['benchmark']}); "
+    click.echo(f"best: {best['checkpoint']} ({best['accuracy']:.1f}% on {record['selection_set']['description']}); "
                f"{record['best_link']} -> {best['checkpoint']}; table in {record['output']}")

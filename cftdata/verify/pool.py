@@ -307,6 +307,8 @@ def _worker_main(
         for gold, pred in WARMUP_PAIRS if warmup else ():
             with contextlib.suppress(Exception):
                 check_pair(gold, pred)
+                if check is not None:  # a custom check loads its own libraries before the clock starts too
+                    check(gold, pred)
         signal.signal(signal.SIGALRM, _on_alarm)
     except BaseException as exc:  # report why we cannot start, then exit
         with contextlib.suppress(OSError):
