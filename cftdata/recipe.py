@@ -115,7 +115,7 @@ class VerdictSpec(Strict):
     @field_validator("rule")
     @classmethod
     def _known_rule(cls, v: str) -> str:
-        from cftdata.stages.verdict import VERDICT_RULES
+        from cftdata.verdicts import VERDICT_RULES
 
         if v not in VERDICT_RULES:
             raise ValueError(f"unknown verdict rule {v!r}; use one of {', '.join(VERDICT_RULES.names())}")

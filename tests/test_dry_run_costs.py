@@ -49,7 +49,9 @@ class Expect:
     solve_prompt: str | None = None
 
 
-WEBINSTRUCT = dict(fixture="webinstructsub.jsonl", question="question", response="answer", teacher_rows=[0, 1])
+# webinstruct.yaml and the recipes extending it: the released script's prompt (cft-script)
+WEBINSTRUCT = dict(fixture="webinstructsub.jsonl", question="question", response="answer", teacher_rows=[0, 1],
+                   prompt="cft-script")
 BATCH_CRITIQUE = dict(prompt="cft-batch", discount=BATCH)
 
 EXPECTED: dict[str, Expect] = {
@@ -57,12 +59,16 @@ EXPECTED: dict[str, Expect] = {
     "recipes/quickstart.yaml": Expect(None, teacher_rows=list(range(20)), model="smollm2-135m", price=None,
                                       max_tokens=512, generated=256, respond_calls=20, solve_prompt="plain"),
     "recipes/webinstruct.yaml": Expect(**WEBINSTRUCT),
-    # existing critiques re-selected: no call
+    # existing critiques re-selected / sampled: no call
     "recipes/webinstruct-cft-reselect.yaml": Expect("webinstruct_cft.jsonl", teacher_rows=[], price=None),
+    "recipes/webinstruct-4k.yaml": Expect("webinstruct_cft.jsonl", teacher_rows=[], price=None),
     # verify answer_is and agreement report only: both rows critiqued, Batch API at half price
     "recipes/metamath.yaml": Expect("metamathqa.jsonl", question="query", teacher_rows=[0, 1], **BATCH_CRITIQUE),
+    "recipes/metamath-50k.yaml": Expect("metamathqa.jsonl", question="query", teacher_rows=[0, 1], **BATCH_CRITIQUE),
     "recipes/numinamath.yaml": Expect("numinamath_cot.jsonl", question="problem", response="solution",
                                       teacher_rows=[0, 1], **BATCH_CRITIQUE),
+    "recipes/numinamath-50k.yaml": Expect("numinamath_cot.jsonl", question="problem", response="solution",
+                                          teacher_rows=[0, 1], **BATCH_CRITIQUE),
     # verify.drop [unverifiable]: the proof (line 1, answer "proof") is dropped before the teacher
     "recipes/numinamath15.yaml": Expect("numinamath15.jsonl", question="problem", response="solution",
                                         teacher_rows=[0], **BATCH_CRITIQUE),
@@ -75,7 +81,9 @@ EXPECTED: dict[str, Expect] = {
     "recipes/ablations/sft-verified.yaml": Expect(**WEBINSTRUCT),
     "recipes/ablations/teacher-anthropic.yaml": Expect(**WEBINSTRUCT, model="claude-sonnet-4-20250514",
                                                        price=CLAUDE_SONNET_4),
-    "recipes/ablations/teacher-gpt4o-mini.yaml": Expect(**WEBINSTRUCT, model="gpt-4o-mini", price=GPT4O_MINI),
+    # the GPT-4o-mini ablation: the batch system text with the training-format input, Batch API
+    "recipes/ablations/teacher-gpt4o-mini.yaml": Expect(**{**WEBINSTRUCT, "prompt": "cft-batch-alpaca"},
+                                                        model="gpt-4o-mini", price=GPT4O_MINI, discount=BATCH),
 }
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from cftdata.errors import RecipeError
 from cftdata.recipe import load_recipe
-from cftdata.stages.verdict import VERDICT_RULES, parse_verdict, parse_verdict_authors
+from cftdata.verdicts import VERDICT_RULES, parse_verdict, parse_verdict_authors
 from tests.conftest import ROOT
 
 

@@ -1,57 +1,18 @@
-"""verdict: the critique's final judgement (right / wrong / unknown) by a named rule (``verdict.rule``).
-
-Rules (:data:`VERDICT_RULES`):
-
-``cftdata`` (default)
-    Take the text after the LAST "Conclusion" (case-insensitive), lower-case it; if it contains "wrong"
-    or "incorrect" the verdict is ``wrong`` (tested first: "incorrect" contains "correct"), else if it
-    contains "right" or "correct" it is ``right``, else ``unknown``. No "Conclusion" at all: ``unknown``.
-``authors``
-    The CFT authors' code (Wyyyb/CriticCoT ``process_webinstruct_0119.py``, ``parse_single_critic``): split
-    on "Conclusion" case-SENSITIVELY and keep the last piece (no "Conclusion" at all: the whole text),
-    lower-case it, then "wrong"/"incorrect" -> ``wrong``, else "right"/"correct" -> ``right``, else
-    ``wrong``: there is no ``unknown`` class.
+"""verdict: the critique's final judgement (right / wrong / unknown) by the recipe's ``verdict.rule``
+(:data:`cftdata.verdicts.VERDICT_RULES`: ``cftdata`` or ``authors``), then ``drop_unknown`` and ``keep``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
 import pyarrow as pa
 
-from cftdata.registry import Registry
 from cftdata.rows import Reject, Row, StageOutput
 from cftdata.stages.base import STAGES, Stage
+from cftdata.verdicts import VERDICT_RULES, parse_verdict, parse_verdict_authors
 
-#: Rule name -> ``(critique) -> "right" | "wrong" | "unknown"``.
-VERDICT_RULES: Registry[Callable[[str | None], str]] = Registry("verdict rule")
-
-
-def _judge(tail: str, otherwise: str) -> str:
-    if "wrong" in tail or "incorrect" in tail:
-        return "wrong"
-    if "right" in tail or "correct" in tail:
-        return "right"
-    return otherwise
-
-
-@VERDICT_RULES.register("cftdata")
-def parse_verdict(critique: str | None) -> str:
-    """right / wrong / unknown after the last "Conclusion" (case-insensitive); ``unknown`` without one."""
-    if not critique:
-        return "unknown"
-    low = critique.lower()
-    pos = low.rfind("conclusion")
-    if pos < 0:
-        return "unknown"
-    return _judge(low[pos + len("conclusion"):], "unknown")
-
-
-@VERDICT_RULES.register("authors")
-def parse_verdict_authors(critique: str | None) -> str:
-    """The authors' rule: case-sensitive split on "Conclusion", anything unrecognised is ``wrong``."""
-    return _judge((critique or "").split("Conclusion")[-1].lower(), "wrong")
+__all__ = ["VERDICT_RULES", "VerdictStage", "parse_verdict", "parse_verdict_authors"]
 
 
 @STAGES.register("verdict")
