@@ -29,14 +29,7 @@ from typing import Any
 import numpy as np
 
 from cftdata.errors import CftdataError
-from cftdata.quality.normalize import (
-    TokenHasher,
-    hash_windows,
-    ngram_hashes,
-    normalize_text,
-    token_hashes,
-    word_tokens,
-)
+from cftdata.quality.normalize import hash_windows, ngrams_from_tokens, normalize_many, word_tokens
 from cftdata.registry import Registry
 
 __all__ = [
@@ -193,34 +186,32 @@ class Decontaminator:
         self.names: list[str] = list(benchmarks)
         if not self.names:
             raise ValueError("Decontaminator needs at least one benchmark")
-        self._hasher = TokenHasher()
         # One sorted (hash -> benchmark number) table per n-gram length: `ngram`, plus the lengths
         # of short problems matched whole.
         self._tables: dict[int, _Table] = {}
         self._problems: dict[str, int] = {}
         self._ignored = 0
         per_len: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        short_first: dict[int, list[str]] = {}  # first token of the short problems, by length
+        short_first: dict[int, list[np.ndarray]] = {}  # first token hash of the short problems, by length
         for b, name in enumerate(self.names):
-            normalized = [normalize_text(t) for t in benchmarks[name]]
-            self._problems[name] = len(normalized)
-            hashes, _ = ngram_hashes(normalized, ngram, hasher=self._hasher, short="skip")
+            batch = normalize_many(list(benchmarks[name]))
+            self._problems[name] = len(batch)
+            flat, counts = batch.token_hashes()
+            hashes, _ = ngrams_from_tokens(flat, counts, ngram, short="skip")
             hs, owners = per_len.setdefault(ngram, ([], []))
             hs.append(hashes)
             owners.append(np.full(len(hashes), b, dtype=np.int16))
-            for text in normalized:
-                toks = word_tokens(text, normalized=True)
-                k = len(toks)
-                if k >= ngram:
-                    continue
-                if k < min_short_tokens:
-                    self._ignored += 1
-                    continue
-                h, _ = ngram_hashes([text], k, hasher=self._hasher, short="skip")
+            tok_start = np.zeros(len(counts), dtype=np.int64)
+            np.cumsum(counts[:-1], out=tok_start[1:])
+            short = counts < ngram
+            self._ignored += int(np.count_nonzero(short & (counts < min_short_tokens)))
+            short &= counts >= min_short_tokens
+            for k in np.unique(counts[short]).tolist():
+                starts = tok_start[short & (counts == k)]
                 hs, owners = per_len.setdefault(k, ([], []))
-                hs.append(h)
-                owners.append(np.full(len(h), b, dtype=np.int16))
-                short_first.setdefault(k, []).append(toks[0])
+                hs.append(hash_windows(flat, starts, k))
+                owners.append(np.full(len(starts), b, dtype=np.int16))
+                short_first.setdefault(k, []).append(flat[starts])
         for k, (hs, owners) in per_len.items():
             keys = np.concatenate(hs) if hs else np.zeros(0, dtype=np.uint64)
             own = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int16)
@@ -236,7 +227,7 @@ class Decontaminator:
             if len(keys) > 4096:
                 filt = np.zeros(1 << _FILTER_BITS, dtype=bool)
                 filt[keys >> np.uint64(64 - _FILTER_BITS)] = True
-            firsts = np.unique(self._hasher.hash_flat(short_first[k])) if k in short_first else None
+            firsts = np.unique(np.concatenate(short_first[k])) if k in short_first else None
             self._tables[k] = _Table(keys, own, filt, firsts)
         self._n_checked = 0
         self._n_contaminated = 0
@@ -272,12 +263,12 @@ class Decontaminator:
         n = len(texts)
         if n == 0:
             return []
-        normalized = [normalize_text(t) if t else "" for t in texts]
+        batch = normalize_many(texts)
         # Per row: (token position, n-gram length, benchmark number) of the earliest hit.
         best_pos = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
         best_len = np.zeros(n, dtype=np.int64)
         best_owner = np.full(n, -1, dtype=np.int64)
-        flat, lengths = token_hashes(normalized, "word", self._hasher)
+        flat, lengths = batch.token_hashes()
         starts = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=starts[1:])
         row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)  # text of each token
@@ -315,7 +306,7 @@ class Decontaminator:
             best_owner[row] = table.owners[j]
         out: list[tuple[str, str] | None] = [None] * n
         for i in np.flatnonzero(best_owner >= 0):
-            toks = word_tokens(normalized[i], normalized=True)
+            toks = word_tokens(batch.text(int(i)), normalized=True)
             p, k = int(best_pos[i]), int(best_len[i])
             name = self.names[int(best_owner[i])]
             out[i] = (name, " ".join(toks[p : p + k]))
