@@ -121,13 +121,15 @@ class KeyIndex:
             raise ValueError("KeyIndex values must fit in int32 and be >= 0")
         uniq, first = np.unique(keys, return_index=True)
         absent = self.lookup(uniq, assume_sorted=True) == _MISSING
-        uniq, first = uniq[absent], first[absent]
-        if len(uniq) == 0:
-            return 0
-        self._keys.append(uniq)  # np.unique output is sorted
-        self._vals.append(values[first].astype(np.int32))
-        self._compact()
-        return len(uniq)
+        self.insert_sorted(uniq[absent], values[first[absent]])
+        return int(absent.sum())
+
+    def insert_sorted(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Insert keys that are sorted, unique and not present yet (the caller knows: no checks)."""
+        if len(keys):
+            self._keys.append(np.ascontiguousarray(keys, dtype=np.uint64))
+            self._vals.append(np.asarray(values).astype(np.int32))
+            self._compact()
 
     def runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The sorted ``(keys, values)`` runs (for saving)."""
@@ -146,10 +148,16 @@ class KeyIndex:
         while len(self._keys) > 1 and len(self._keys[-2]) <= 2 * len(self._keys[-1]):
             k2, v2 = self._keys.pop(), self._vals.pop()
             k1, v1 = self._keys.pop(), self._vals.pop()
-            keys = np.concatenate([k1, k2])
-            order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
-            self._keys.append(keys[order])
-            self._vals.append(np.concatenate([v1, v2])[order])
+            # Linear merge of two sorted runs with disjoint keys: each element's place is its rank
+            # in its own run plus the number of smaller keys in the other (sorted queries: fast).
+            keys = np.empty(len(k1) + len(k2), dtype=np.uint64)
+            vals = np.empty(len(keys), dtype=np.int32)
+            at1 = np.arange(len(k1)) + np.searchsorted(k2, k1)
+            at2 = np.arange(len(k2)) + np.searchsorted(k1, k2)
+            keys[at1], vals[at1] = k1, v1
+            keys[at2], vals[at2] = k2, v2
+            self._keys.append(keys)
+            self._vals.append(vals)
 
 
 def _view(buf: array, dtype: type) -> np.ndarray:
@@ -272,17 +280,21 @@ class Deduplicator:
         n = len(texts)
         if n == 0:
             return []
-        batch = normalize_many(texts)
+        # The text work runs on chunks of the shard in parallel threads (numpy and the MinHash
+        # kernel release the GIL) and keeps only compact sketches; the decisions afterwards run on
+        # the whole shard, in order.
+        chunks = [texts[lo : lo + _CHUNK] for lo in range(0, n, _CHUNK)]
+        sketch = _Sketch.merge(self._map(self._sketch, chunks))
         base = len(self._id_ends)  # global index of the first row kept in this shard
         rep = np.full(n, _MISSING, dtype=np.int64)  # global kept index each row maps to
 
         # 1. Exact: digest of the normalized text vs earlier shards and earlier rows of this shard.
-        digests = batch.digests()
-        uniq, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+        uniq, first, inverse = np.unique(sketch.digests, return_index=True, return_inverse=True)
         first_row = first[inverse]  # first row of this shard with the same digest
         is_first = first_row == np.arange(n)
         if self.exact:
-            prior = self._exact_index.lookup(uniq, assume_sorted=True)[inverse]
+            prior_uniq = self._exact_index.lookup(uniq, assume_sorted=True)
+            prior = prior_uniq[inverse]
             rep[prior >= 0] = prior[prior >= 0]
             todo = np.flatnonzero((prior < 0) & is_first)
             n_exact = n - len(todo)
@@ -293,12 +305,13 @@ class Deduplicator:
         # 2. Near: the rows left (new texts) against the LSH index and each other.
         keep_mask = np.zeros(n, dtype=bool)
         if self.near and len(todo):
-            rep_todo, kept_todo = self._near(batch, todo, base)
+            rep_todo, kept_todo = self._near(sketch.select(todo), base)
             rep[todo] = rep_todo
             keep_mask[todo[kept_todo]] = True
         else:
             keep_mask[todo] = True
             rep[todo] = base + np.arange(len(todo))
+        del sketch
 
         # Rows repeating an earlier row of this shard map to that row's representative.
         same = (rep < 0) & ~is_first
@@ -306,7 +319,8 @@ class Deduplicator:
         self._add_ids([ids[i] for i in np.flatnonzero(keep_mask).tolist()])
         # Digest of every first occurrence -> its representative (so copies of near-dups resolve too).
         if self.exact:
-            self._exact_index.insert_new(digests[first], rep[first])
+            absent = prior_uniq < 0
+            self._exact_index.insert_sorted(uniq[absent], rep[first[absent]])
 
         result: list[str | None] = [None] * n
         dropped = np.flatnonzero(~keep_mask)
@@ -446,46 +460,68 @@ class Deduplicator:
         raw = self._id_bytes
         return [raw[a:b].decode("utf-8") for a, b in zip(start, stop, strict=True)]
 
-    def _near(self, batch: Any, todo: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
-        """Decide the rows ``todo`` of ``batch`` (new texts, in order) against the LSH index and
-        each other; index the new slots. Returns each row's representative (global kept index)
-        and whether it is kept."""
-        m = len(todo)
+    def _map(self, fn: Any, items: list) -> list:
+        """``[fn(x) for x in items]``, on the worker threads when there are several items."""
+        if len(items) == 1:
+            return [fn(items[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dedup")
+        return list(self._pool.map(fn, items))
+
+    def _sketch(self, texts: Sequence[str | None]) -> _Sketch:
+        """Digests, shingle sets, band keys and (long rows only) signatures of a chunk of texts."""
+        batch = normalize_many(texts)
+        digests = batch.digests()
+        if not self.near:
+            return _Sketch(digests)
         hashes, offsets = batch.ngrams(self.shingle, unit=self.shingle_unit)
-        if m < len(batch):
-            counts = offsets[todo + 1] - offsets[todo]
-            hashes = hashes[gather_ranges(offsets[todo], counts)]
-            offsets = np.zeros(m + 1, dtype=np.int64)
-            np.cumsum(counts, out=offsets[1:])
+        del batch
         values, set_off = shingle_sets(hashes, offsets)
         del hashes
-        set_len = np.diff(set_off)
-        if self._pool is None and self.threads > 1:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minhash")
-        sig = signatures(values, set_off, self._perm, self._pool, self.threads)
+        sig = signatures(values, set_off, self._perm)
         keys = band_keys(sig, self.bands, self.rows, self.seed)
-        cand = _Candidates(self, keys, values, set_off, sig)
+        # Signatures are needed later only by rows that may match a row stored by its signature
+        # (more than num_perm shingles): rows of more than threshold * num_perm shingles.
+        sig_rows = np.flatnonzero(np.diff(set_off) > self.threshold * self.num_perm)
+        return _Sketch(digests, values, set_off, keys, sig_rows, np.ascontiguousarray(sig[:, sig_rows].T))
 
-        # Rows that share no band key with another row of this shard are decided on their own.
+    def _near(self, sketch: _Sketch, base: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decide the sketched rows (new texts of this shard, in order) against the LSH index and
+        each other; index the new slots. Returns each row's representative (global kept index)
+        and whether it is kept."""
+        m = len(sketch.set_off) - 1
+        cand = _Candidates(self, sketch)
+
+        # Rows that share no band key with another row of this shard are decided on their own; the
+        # others (a few percent: edits of rows of the same shard), one by one in order.
         best_prior = cand.best_prior  # earliest verified indexed slot per row, or -1
         slot_base = len(self._slot_rep)
         is_dup = best_prior >= 0
-        is_slot = ~is_dup | self.transitive
-        match_row = np.full(m, _MISSING, dtype=np.int64)  # matched earlier row of this shard
-        # Rows in groups (band keys shared within the shard): in order, as first occurrence wins.
-        local: dict[int, int] = {}  # group -> first slot row of this shard in it
-        for x, groups in cand.grouped_rows():
-            if not is_dup[x]:
-                ys = sorted({local[g] for g in groups if g in local})
-                for y in ys:
-                    if cand.local_match(x, y):
-                        is_dup[x] = True
-                        match_row[x] = y
-                        break
-                is_slot[x] = not is_dup[x] or self.transitive
-            if is_slot[x]:
-                for g in groups:
-                    local.setdefault(g, x)
+        dup = is_dup.tolist()
+        slot = (~is_dup | self.transitive).tolist()
+        match_row: dict[int, int] = {}  # row -> the earlier row of this shard it duplicates
+        xs, heads, groups, verified = cand.local_pairs
+        k, end = 0, len(xs)
+        while k < end:
+            x, first = xs[k], k
+            while k < end and xs[k] == x:
+                k += 1
+            if dup[x]:
+                continue
+            # Pairs are sorted by head: the first indexed, verified head is the earliest match...
+            found = next((heads[j] for j in range(first, k) if slot[heads[j]] and verified[j]), None)
+            # ... unless a group's first row is not indexed: then its first indexed row before x.
+            others = {cand.first_slot(groups[j], x, slot) for j in range(first, k) if not slot[heads[j]]}
+            for y in sorted(y for y in others if y is not None and (found is None or y < found)):
+                if cand.local_match(x, y):
+                    found = y
+                    break
+            if found is not None:
+                dup[x] = True
+                match_row[x] = found
+                slot[x] = self.transitive
+        is_dup = np.array(dup, dtype=bool)
+        is_slot = np.array(slot, dtype=bool)
 
         kept = ~is_dup
         rep = np.full(m, _MISSING, dtype=np.int64)
@@ -495,33 +531,106 @@ class Deduplicator:
             slot_rep = _view(self._slot_rep, np.int32)
             rep[from_prior] = slot_rep[best_prior[from_prior]]
             del slot_rep
-        for x in np.flatnonzero(match_row >= 0).tolist():  # ascending: each target is resolved first
+        for x in sorted(match_row):  # ascending: each target is resolved first
             rep[x] = rep[match_row[x]]
 
         # Index the new slots: band keys (first slot wins a key), then what verification needs.
         slots = np.flatnonzero(is_slot)
-        self._band_index.insert_new(keys[slots], np.repeat(slot_base + np.arange(len(slots)), self.bands))
+        slot_id = np.full(m, _MISSING, dtype=np.int64)
+        slot_id[slots] = slot_base + np.arange(len(slots))
+        self._band_index.insert_sorted(*cand.new_band_entries(slot_id))
         self._slot_rep.frombytes(rep[slots].astype(np.int32).tobytes())
         if self.verify:
-            self._store(slots, values, set_off, set_len, sig)
+            self._store(slots, sketch)
         return rep, kept
 
-    def _store(
-        self, slots: np.ndarray, values: np.ndarray, set_off: np.ndarray, set_len: np.ndarray, sig: np.ndarray
-    ) -> None:
+    def _store(self, slots: np.ndarray, sketch: _Sketch) -> None:
         """Append the shingle set (at most num_perm shingles) or else the signature of each slot."""
+        set_len = np.diff(sketch.set_off)
         as_set = set_len[slots] <= self.num_perm
         pos = np.empty(len(slots), dtype=np.int64)
         lens = np.where(as_set, set_len[slots], -1).astype(np.int32)
         set_rows = slots[as_set]
         sizes = set_len[set_rows]
         pos[as_set] = len(self._sets) + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self._sets.frombytes(values[gather_ranges(set_off[set_rows], sizes)].tobytes())
+        self._sets.frombytes(sketch.values[gather_ranges(sketch.set_off[set_rows], sizes)].tobytes())
         sig_rows = slots[~as_set]
         pos[~as_set] = len(self._sigs) + self.num_perm * np.arange(len(sig_rows), dtype=np.int64)
-        self._sigs.frombytes(np.ascontiguousarray(sig[:, sig_rows].T).tobytes())
+        self._sigs.frombytes(sketch.signature(sig_rows).tobytes())
         self._slot_pos.frombytes(pos.tobytes())
         self._slot_len.frombytes(lens.tobytes())
+
+
+_CHUNK = 8192  # rows per unit of text work (its temporaries stay a few MB)
+
+
+class _Sketch:
+    """What the near-duplicate search needs of a run of rows: digests of the normalized texts,
+    shingle sets (flat ``values`` and ``set_off``), band keys ``(rows, bands)`` and the signatures
+    ``(len(sig_rows), num_perm)`` of the rows ``sig_rows`` (those long enough to need one)."""
+
+    def __init__(
+        self,
+        digests: np.ndarray,
+        values: np.ndarray | None = None,
+        set_off: np.ndarray | None = None,
+        keys: np.ndarray | None = None,
+        sig_rows: np.ndarray | None = None,
+        sigs: np.ndarray | None = None,
+    ) -> None:
+        self.digests = digests
+        self.values = values if values is not None else np.zeros(0, dtype=np.uint32)
+        self.set_off = set_off if set_off is not None else np.zeros(1, dtype=np.int64)
+        self.keys = keys if keys is not None else np.zeros((0, 1), dtype=np.uint64)
+        self.sig_rows = sig_rows if sig_rows is not None else np.zeros(0, dtype=np.int64)
+        self.sigs = sigs if sigs is not None else np.zeros((0, 1), dtype=np.uint32)
+
+    @classmethod
+    def merge(cls, parts: list[_Sketch]) -> _Sketch:
+        """The sketches of consecutive runs of rows, end to end."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets, sig_rows, row0, value0 = [parts[0].set_off[:1]], [], 0, 0
+        for p in parts:
+            offsets.append(p.set_off[1:] + value0)
+            sig_rows.append(p.sig_rows + row0)
+            row0 += len(p.digests)
+            value0 += int(p.set_off[-1])
+        return cls(
+            np.concatenate([p.digests for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            np.concatenate(offsets),
+            np.concatenate([p.keys for p in parts]),
+            np.concatenate(sig_rows),
+            np.concatenate([p.sigs for p in parts]),
+        )
+
+    def select(self, rows: np.ndarray) -> _Sketch:
+        """The sketch of ``rows`` (ascending), renumbered from 0."""
+        if len(rows) == len(self.digests):
+            return self
+        counts = self.set_off[rows + 1] - self.set_off[rows]
+        set_off = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(counts, out=set_off[1:])
+        at = np.searchsorted(rows, self.sig_rows)
+        has = (at < len(rows)) & (rows[np.minimum(at, len(rows) - 1)] == self.sig_rows)
+        return _Sketch(
+            self.digests[rows],
+            self.values[gather_ranges(self.set_off[rows], counts)],
+            set_off,
+            self.keys[rows],
+            at[has],
+            self.sigs[has],
+        )
+
+    def signature(self, rows: np.ndarray) -> np.ndarray:
+        """Signatures of ``rows`` (each must be in ``sig_rows``), ``(len(rows), num_perm)``."""
+        return self.sigs[np.searchsorted(self.sig_rows, rows)]
+
+    def has_signature(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each of ``rows`` kept its signature."""
+        at = np.minimum(np.searchsorted(self.sig_rows, rows), max(len(self.sig_rows) - 1, 0))
+        return (self.sig_rows[at] == rows) if len(self.sig_rows) else np.zeros(len(rows), dtype=bool)
 
 
 class _Candidates:
@@ -533,11 +642,11 @@ class _Candidates:
       group) are verified at once, others on demand (:meth:`local_match`).
     """
 
-    def __init__(
-        self, dedup: Deduplicator, keys: np.ndarray, values: np.ndarray, set_off: np.ndarray, sig: np.ndarray
-    ) -> None:
+    def __init__(self, dedup: Deduplicator, sketch: _Sketch) -> None:
         self.d = dedup
-        self.values, self.set_off, self.sig = values, set_off, sig
+        self.sketch = sketch
+        self.values, self.set_off = sketch.values, sketch.set_off
+        keys = sketch.keys
         m, bands = keys.shape
         flat = keys.ravel()
         order = np.argsort(flat)
@@ -561,37 +670,45 @@ class _Candidates:
         # Groups of rows of this shard sharing a band key.
         new = np.ones(len(sorted_keys), dtype=bool)
         new[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        self._sorted_keys, self._sorted_rows, self._absent, self._key_start = (
+            sorted_keys, sorted_rows, ~hit, np.flatnonzero(new)
+        )
         gid = np.cumsum(new) - 1
         size = np.bincount(gid)
         multi = size[gid] > 1
         g_rows, g_ids = sorted_rows[multi], gid[multi]
-        self._groups: dict[int, list[int]] = {}
-        self._pair_ok: dict[tuple[int, int], bool] = {}
+        self._g_rows, self._g_ids = g_rows, g_ids
+        self.local_pairs: tuple[list[int], list[int], list[int], list[bool]] = ([], [], [], [])
         if len(g_rows):
             bound = np.r_[True, g_ids[1:] != g_ids[:-1]]  # members of a group are contiguous
             head = np.minimum.reduceat(g_rows, np.flatnonzero(bound))[np.cumsum(bound) - 1]
-            order_r = np.lexsort((g_ids, g_rows))
-            for r, g in zip(g_rows[order_r].tolist(), g_ids[order_r].tolist(), strict=True):
-                self._groups.setdefault(r, []).append(g)
-            # Verify (row, head of its group) for every member after the head, at once.
+            # (row, head of a group it is in) pairs, one group kept per pair, verified at once.
             sel = g_rows != head
-            pair_keys = np.unique((g_rows[sel].astype(np.uint64) << np.uint64(32)) | head[sel].astype(np.uint64))
-            xs = (pair_keys >> np.uint64(32)).astype(np.int64)
-            ys = (pair_keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-            ok = self._verify_local(xs, ys)
-            self._pair_ok = dict(zip(zip(xs.tolist(), ys.tolist(), strict=True), ok.tolist(), strict=True))
+            pair = (g_rows[sel].astype(np.uint64) << np.uint64(32)) | head[sel].astype(np.uint64)
+            pair, at = np.unique(pair, return_index=True)  # sorted by row, then head
+            xs = (pair >> np.uint64(32)).astype(np.int64)
+            hs = (pair & np.uint64(0xFFFFFFFF)).astype(np.int64)
+            ok = self._verify_local(xs, hs)
+            self.local_pairs = (xs.tolist(), hs.tolist(), g_ids[sel][at].tolist(), ok.tolist())
 
-    def grouped_rows(self) -> list[tuple[int, list[int]]]:
-        """(row, its groups) for every row in a group, rows ascending."""
-        return sorted(self._groups.items())
+    def new_band_entries(self, slot_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Band keys to index (sorted, not indexed yet) and their slots: each key of this shard's
+        new slots goes to the first slot (in row order) that has it."""
+        big = np.iinfo(np.int64).max
+        slot_of = slot_id[self._sorted_rows]
+        slot_of[(slot_of < 0) | ~self._absent] = big
+        first = np.minimum.reduceat(slot_of, self._key_start)
+        keep = first != big
+        return self._sorted_keys[self._key_start[keep]], first[keep]
+
+    def first_slot(self, group: int, x: int, slot: list[bool]) -> int | None:
+        """The first row of ``group`` (a band key of this shard) before ``x`` that is indexed."""
+        lo, hi = np.searchsorted(self._g_ids, [group, group + 1])
+        return next((r for r in sorted(self._g_rows[lo:hi].tolist()) if r < x and slot[r]), None)
 
     def local_match(self, x: int, y: int) -> bool:
         """Whether row ``x`` duplicates the earlier row ``y`` of this shard (verified)."""
-        ok = self._pair_ok.get((x, y))
-        if ok is None:
-            ok = bool(self._verify_local(np.array([x]), np.array([y]))[0])
-            self._pair_ok[(x, y)] = ok
-        return ok
+        return bool(self._verify_local(np.array([x]), np.array([y]))[0])
 
     def _verify_local(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         d = self.d
@@ -618,10 +735,14 @@ class _Candidates:
                 self.values, off[r], lens[r], _view(d._sets, np.uint32), slot_pos[as_set], slot_len[as_set]
             )
             ok[as_set] = sim >= d.threshold - 1e-12
-        if (~as_set).any():
-            stored = _view(d._sigs, np.uint32)[gather_ranges(slot_pos[~as_set], np.full((~as_set).sum(), d.num_perm))]
+        # Slots stored by signature (more than num_perm shingles): the estimate, for rows that are
+        # long enough to reach the threshold (and so kept their signature); shorter rows cannot.
+        by_sig = np.flatnonzero(~as_set)
+        by_sig = by_sig[self.sketch.has_signature(rows[by_sig])]
+        if len(by_sig):
+            stored = _view(d._sigs, np.uint32)[gather_ranges(slot_pos[by_sig], np.full(len(by_sig), d.num_perm))]
             stored = stored.reshape(-1, d.num_perm)
-            equal = np.count_nonzero(stored == self.sig[:, rows[~as_set]].T, axis=1)
-            ok[~as_set] = equal >= d.threshold * d.num_perm - 1e-9
+            equal = np.count_nonzero(stored == self.sketch.signature(rows[by_sig]), axis=1)
+            ok[by_sig] = equal >= d.threshold * d.num_perm - 1e-9
         d._n_candidates_rejected += int(np.count_nonzero(~ok))
         return ok

@@ -166,8 +166,6 @@ def text_digest(normalized: str) -> int:
 
 # _LATEX_TEXT for rows joined by NUL: the braced argument never crosses into the next row.
 _LATEX_TEXT_ROWS = re.compile(_LATEX_TEXT.pattern.replace("[^{}]", "[^{}\\x00]"))
-# _LATEX_FRAC as a deletion of the "d"/"t" (a literal replacement: no template expansion per match).
-_LATEX_FRAC_ROWS = re.compile(r"(?<=\\)[dt](?=frac(?![a-zA-Z]))")
 _SYM, _ALPHA, _DIGIT, _PUNCT_C, _QUOTE_C, _WS, _SEP = range(7)
 _CLASS = bytearray([_SYM]) * 256
 for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
@@ -206,7 +204,7 @@ def _latex_rows(rows: list[str]) -> list[str]:
         return rows
     sub = "\x00".join([rows[i] for i in latex])
     sub = _LATEX_TEXT_ROWS.sub(lambda m: f" {m.group(1)} ", sub)
-    sub = _LATEX_FRAC_ROWS.sub("", sub)
+    sub = _LATEX_FRAC.sub(r"\\frac", sub)
     sub = _LATEX_NOISE.sub(" ", sub)
     rows = list(rows)
     for i, t in zip(latex, sub.split("\x00"), strict=True):
@@ -235,13 +233,16 @@ def _space_rules(cls: np.ndarray, is_space: np.ndarray) -> tuple[np.ndarray, np.
     return special, last[word[first - 1] & word[last + 1]]
 
 
-def _script_braces(chars: np.ndarray, is_word: np.ndarray) -> np.ndarray:
-    """Positions of the braces _LATEX_SCRIPT removes (``is_word``: \\w per character)."""
+def _script_braces(chars: np.ndarray, cls: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the braces _LATEX_SCRIPT removes: ``[^_]{x}`` with ``x`` a \\w character
+    (``cls``: the characters' classes; ASCII classes when not given)."""
     brace = np.flatnonzero(chars == ord("{"))
     brace = brace[(brace >= 1) & (brace + 2 < len(chars))]
     hit = ((chars[brace - 1] == ord("^")) | (chars[brace - 1] == ord("_"))) & (chars[brace + 2] == ord("}"))
     brace = brace[hit]
-    brace = brace[is_word[brace + 1]]
+    inner = chars[brace + 1]
+    inner_cls = _CLASS_ARRAY[np.minimum(inner, 127)] if cls is None else cls[brace + 1]
+    brace = brace[((inner_cls - _U8(_ALPHA)) < _U8(2)) | (inner == ord("_"))]
     return np.concatenate([brace, brace + 2])
 
 
@@ -260,7 +261,7 @@ def _normalize_ascii_rows(rows: list[str]) -> bytes:
         out = out.translate(None, b"\xff")
     if b"{" in out:
         chars = np.frombuffer(out, dtype=_U8)
-        drop = _script_braces(chars, (_CLASS_ARRAY[chars] - _U8(_ALPHA) < _U8(2)) | (chars == ord("_")))
+        drop = _script_braces(chars)
         del chars
         if len(drop):
             view = np.frombuffer(out, dtype=_U8)
@@ -289,7 +290,7 @@ def _normalize_wide_rows(rows: list[str]) -> list[bytes]:
     chars, cls = chars[keep], cls[keep]
     if (chars == ord("{")).any():
         keep = np.ones(len(chars), dtype=bool)
-        keep[_script_braces(chars, ((cls - _U8(_ALPHA)) < _U8(2)) | (chars == ord("_")))] = False
+        keep[_script_braces(chars, cls)] = False
         chars = chars[keep]
     out = chars.tobytes().decode("utf-32-le").split("\x00")[1:-1]
     return [t.encode("utf-8") for t in out]
