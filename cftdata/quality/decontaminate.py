@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from cftdata.errors import CftdataError
-from cftdata.quality.normalize import hash_windows, ngrams_from_tokens, normalize_many, word_tokens
+from cftdata.quality.normalize import hash_windows, ngrams_from_tokens, normalize_many
 from cftdata.registry import Registry
 
 __all__ = [
@@ -263,39 +263,42 @@ class Decontaminator:
         n = len(texts)
         if n == 0:
             return []
-        batch = normalize_many(texts)
+        tokens = normalize_many(texts).tokens()
+        flat, lengths = tokens.hashes, tokens.counts
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
         # Per row: (token position, n-gram length, benchmark number) of the earliest hit.
         best_pos = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
         best_len = np.zeros(n, dtype=np.int64)
         best_owner = np.full(n, -1, dtype=np.int64)
-        flat, lengths = batch.token_hashes()
-        starts = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=starts[1:])
-        row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)  # text of each token
-        end_of = starts[1:][row_of]  # end (exclusive) of the text of each token
         for k, table in self._tables.items():
             if len(table.keys) == 0:
                 continue
             if table.first_tokens is None:
-                pos = np.flatnonzero(np.arange(len(flat), dtype=np.int64) + k <= end_of)
+                # Every full n-gram of every row (contiguous windows; rows shorter than k have none).
+                hashes, offsets = ngrams_from_tokens(flat, lengths, k, short="skip")
+                at = np.arange(len(hashes), dtype=np.int64)
+                if table.filter is not None:
+                    at = np.flatnonzero(table.filter[hashes >> np.uint64(64 - _FILTER_BITS)])
+                    hashes = hashes[at]
+                row = np.searchsorted(offsets, at, side="right") - 1
+                pos = starts[row] + (at - offsets[row])  # global token index of each window
             else:  # short problems: only windows starting with one of their first tokens
                 pos = np.flatnonzero(np.isin(flat, table.first_tokens))
-                pos = pos[pos + k <= end_of[pos]]
+                row = np.searchsorted(starts, pos, side="right") - 1
+                ok = pos + k <= starts[row + 1]
+                pos, row = pos[ok], row[ok]
+                hashes = hash_windows(flat, pos, k)
             if len(pos) == 0:
                 continue
-            hashes = hash_windows(flat, pos, k)
-            if table.filter is not None:
-                keep = table.filter[hashes >> np.uint64(64 - _FILTER_BITS)]
-                pos, hashes = pos[keep], hashes[keep]
             j = np.searchsorted(table.keys, hashes)
             np.minimum(j, len(table.keys) - 1, out=j)
             hit = table.keys[j] == hashes
-            pos, j = pos[hit], j[hit]
+            pos, row, j = pos[hit], row[hit], j[hit]
             if len(pos) == 0:
                 continue
             # Earliest hit per row (pos is ascending, so the first per row); on a tie between
             # tables the one visited first (the full n-gram table) wins.
-            row = row_of[pos]
             first = np.ones(len(row), dtype=bool)
             first[1:] = row[1:] != row[:-1]
             row, tok_pos, j = row[first], pos[first] - starts[row[first]], j[first]
@@ -305,11 +308,16 @@ class Decontaminator:
             best_len[row] = k
             best_owner[row] = table.owners[j]
         out: list[tuple[str, str] | None] = [None] * n
-        for i in np.flatnonzero(best_owner >= 0):
-            toks = word_tokens(batch.text(int(i)), normalized=True)
-            p, k = int(best_pos[i]), int(best_len[i])
-            name = self.names[int(best_owner[i])]
-            out[i] = (name, " ".join(toks[p : p + k]))
+        hit_rows = np.flatnonzero(best_owner >= 0)
+        for i, p, k, b in zip(
+            hit_rows.tolist(),
+            (starts[hit_rows] + best_pos[hit_rows]).tolist(),
+            best_len[hit_rows].tolist(),
+            best_owner[hit_rows].tolist(),
+            strict=True,
+        ):
+            name = self.names[b]
+            out[i] = (name, tokens.text(p, k))
             self._per_benchmark[name] += 1
         self._n_checked += n
         self._n_contaminated += int(np.count_nonzero(best_owner >= 0))

@@ -50,6 +50,7 @@ __all__ = [
     "EMPTY_HASH",
     "ShingleUnit",
     "TextBatch",
+    "Tokens",
     "hash_tokens",
     "hash_windows",
     "mix64",
@@ -300,6 +301,8 @@ def normalize_many(texts: Sequence[str | None]) -> TextBatch:
     """:func:`normalize_text` of every text of a shard, as one :class:`TextBatch` (``None`` counts
     as the empty string). The rows are byte-for-byte what :func:`normalize_text` returns."""
     n = len(texts)
+    if n == 0:
+        return TextBatch.from_encoded([])
     rows = [t if t else "" for t in texts]
     joined = "\x00".join(rows)
     if joined.isascii() and joined.count("\x00") == max(n - 1, 0):
@@ -419,11 +422,8 @@ class TextBatch:
         ]
         return np.frombuffer(b"".join(digests), dtype="<u8").astype(np.uint64)
 
-    def token_hashes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Hashes of the :func:`word_tokens` of every row, end to end, and each row's token count.
-
-        A token's hash is :func:`~cftdata.quality.hashing.token_hash` of its UTF-8 bytes.
-        """
+    def tokens(self) -> Tokens:
+        """The :func:`word_tokens` of every row: hashes, counts and byte spans (:class:`Tokens`)."""
         data, starts, ends = self.data, self.starts, self.ends
         if len(self.wide):
             # Rows with non-ASCII text: Unicode separators to spaces first (as word_tokens does).
@@ -441,7 +441,15 @@ class TextBatch:
         edges = np.flatnonzero(is_tok[1:] != is_tok[:-1]) + 1
         tok_start, tok_end = edges[0::2], edges[1::2]
         counts = np.searchsorted(tok_start, ends) - np.searchsorted(tok_start, starts)
-        return hash_byte_tokens(data, tok_start, tok_end - tok_start), counts
+        return Tokens(hash_byte_tokens(data, tok_start, tok_end - tok_start), counts, tok_start, tok_end, data)
+
+    def token_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of the :func:`word_tokens` of every row, end to end, and each row's token count.
+
+        A token's hash is :func:`~cftdata.quality.hashing.token_hash` of its UTF-8 bytes.
+        """
+        tokens = self.tokens()
+        return tokens.hashes, tokens.counts
 
     def ngrams(
         self, n: int, *, unit: ShingleUnit = "word", short: Literal["whole", "skip"] = "whole"
@@ -455,6 +463,26 @@ class TextBatch:
         else:
             raise ValueError(f"unknown shingle unit {unit!r}; use 'word' or 'char'")
         return ngrams_from_tokens(flat, counts, n, short=short)
+
+
+@dataclass(frozen=True, eq=False)
+class Tokens:
+    """Word tokens of a :class:`TextBatch`, end to end: ``hashes`` (uint64), ``counts`` per row, and
+    each token's bytes ``data[starts[i]:ends[i]]``."""
+
+    hashes: np.ndarray
+    counts: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    data: bytes
+
+    def text(self, first: int, count: int) -> str:
+        """Tokens ``first .. first + count - 1`` joined by single spaces."""
+        data = self.data
+        return " ".join(
+            data[a:b].decode("utf-8")
+            for a, b in zip(self.starts[first : first + count].tolist(), self.ends[first : first + count].tolist(), strict=True)
+        )
 
 
 # Token bytes: everything but spaces and the ASCII separators (NUL included: only the row
