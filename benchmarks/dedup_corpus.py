@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,27 +179,39 @@ class Generator:
             del words[i]
         return " ".join(words), kind
 
+    def stream(
+        self, rows: int, shard: int, edit_frac: float = 0.15, window: int = 50_000
+    ) -> Iterator[tuple[int, list[str], dict[int, Planted]]]:
+        """``rows`` questions in shards of ``shard``: ``(index of the first row, texts, planted edits
+        of the shard)``. About ``edit_frac`` of the rows are light edits of one of the ``window``
+        previous fresh rows; only those are kept in memory, so any number of rows can be streamed."""
+        recent: deque[tuple[int, str]] = deque(maxlen=window)  # fresh rows that edits copy
+        rng = self.rng
+        for lo in range(0, rows, shard):
+            texts: list[str] = []
+            planted: dict[int, Planted] = {}
+            for i in range(lo, min(rows, lo + shard)):
+                text = None
+                if recent and rng.random() < edit_frac:
+                    src, src_text = recent[-1 - int(rng.integers(0, len(recent)))]
+                    edited = self.edit(src_text)
+                    if edited is not None and edited[0] != src_text:
+                        text = edited[0]
+                        j = jaccard(shingle_set(src_text, self.shingle), shingle_set(text, self.shingle))
+                        planted[i] = Planted(i, src, edited[1], j)
+                if text is None:
+                    text = self.fresh()
+                    recent.append((i, text))
+                texts.append(text)
+            yield lo, texts, planted
+
     def corpus(self, rows: int, edit_frac: float = 0.15, window: int = 50_000) -> Corpus:
-        """``rows`` questions; about ``edit_frac`` of them light edits of one of the ``window``
-        previous fresh rows."""
-        texts: list[str] = []
-        planted: dict[int, Planted] = {}
-        fresh: list[int] = []
-        draws = self.rng.random(rows)
-        for i in range(rows):
-            text = None
-            if fresh and draws[i] < edit_frac:
-                src = fresh[-1 - int(self.rng.integers(0, min(len(fresh), window)))]
-                edited = self.edit(texts[src])
-                if edited is not None and edited[0] != texts[src]:
-                    text = edited[0]
-                    j = jaccard(shingle_set(texts[src], self.shingle), shingle_set(text, self.shingle))
-                    planted[i] = Planted(i, src, edited[1], j)
-            if text is None:
-                text = self.fresh()
-                fresh.append(i)
-            texts.append(text)
-        return Corpus(texts, planted)
+        """The whole :meth:`stream` in memory."""
+        corpus = Corpus([])
+        for _, texts, planted in self.stream(rows, 10_000, edit_frac, window):
+            corpus.texts += texts
+            corpus.planted.update(planted)
+        return corpus
 
 
 def recall_table(

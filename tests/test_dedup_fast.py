@@ -151,7 +151,10 @@ def test_key_index_sorted_inserts_and_merges() -> None:
     probe = np.array(list(truth) + [1, 2, 3], dtype=np.uint64)
     assert idx.lookup(probe).tolist() == [*truth.values(), -1, -1, -1]
     assert all(np.all(np.diff(k.astype(np.float64)) > 0) for k, _ in idx.runs())
-    assert len(idx.runs()) <= 4  # runs of similar size were merged
+    assert len(idx) == len(truth)
+    assert len(idx.runs()) <= 16 * 4  # 16 partitions; runs of similar size were merged
+    again = KeyIndex.from_runs(idx.runs())
+    assert again.lookup(probe).tolist() == idx.lookup(probe).tolist()
 
 
 # --- Deduplicator ------------------------------------------------------------------------------------

@@ -64,27 +64,65 @@ __all__ = ["Deduplicator", "KeyIndex", "optimal_bands"]
 _MISSING = -1
 
 
+class _Runs:
+    """Sorted ``(keys, values)`` runs with disjoint keys, merged like a log-structured tree."""
+
+    def __init__(self) -> None:
+        self.keys: list[np.ndarray] = []
+        self.vals: list[np.ndarray] = []
+
+    def lookup(self, flat: np.ndarray, found: np.ndarray) -> None:
+        """Write the values of the sorted ``flat`` keys that are present into ``found``."""
+        for run_keys, run_vals in zip(self.keys, self.vals, strict=True):
+            pos = np.searchsorted(run_keys, flat)
+            np.minimum(pos, len(run_keys) - 1, out=pos)
+            hit = run_keys[pos] == flat
+            found[hit] = run_vals[pos[hit]]
+
+    def add(self, keys: np.ndarray, vals: np.ndarray) -> None:
+        self.keys.append(keys)
+        self.vals.append(vals)
+        while len(self.keys) > 1 and len(self.keys[-2]) <= 2 * len(self.keys[-1]):
+            k2, v2 = self.keys.pop(), self.vals.pop()
+            k1, v1 = self.keys.pop(), self.vals.pop()
+            # Linear merge of two sorted runs with disjoint keys: each element's place is its rank
+            # in its own run plus the number of smaller keys in the other (sorted queries: fast).
+            merged = np.empty(len(k1) + len(k2), dtype=np.uint64)
+            values = np.empty(len(merged), dtype=np.int32)
+            at1 = np.arange(len(k1)) + np.searchsorted(k2, k1)
+            at2 = np.arange(len(k2)) + np.searchsorted(k1, k2)
+            merged[at1], values[at1] = k1, v1
+            merged[at2], values[at2] = k2, v2
+            self.keys.append(merged)
+            self.vals.append(values)
+
+
 class KeyIndex:
     """A compact ``uint64 -> int`` map for numpy batches: sorted runs merged like a log-structured tree.
 
     Keys are stored once (the first value inserted for a key wins; :meth:`insert_new` skips keys
-    already present). Memory is 12 bytes per key. Lookups sort the queries once and run
-    ``np.searchsorted`` over at most ``O(log n)`` runs (sorted queries walk each run in order,
-    ten times faster than random ones); runs of similar size are merged, so the total merge work
-    is ``O(n log n)``.
+    already present). Memory is 12 bytes per key. The keys are split by their top 4 bits into 16
+    partitions, each a list of sorted runs; runs of similar size are merged (total merge work
+    ``O(n log n)``, and no merge copies more than a 16th of the index at once). Lookups sort the
+    queries once and run ``np.searchsorted`` over each run of each partition (sorted queries walk
+    a run in order: ten times faster than random ones).
     """
 
+    _CUTS = np.array([k << 60 for k in range(1, 16)], dtype=np.uint64)
+
     def __init__(self) -> None:
-        self._keys: list[np.ndarray] = []
-        self._vals: list[np.ndarray] = []
+        self._parts = [_Runs() for _ in range(16)]
 
     def __len__(self) -> int:
-        return sum(len(k) for k in self._keys)
+        return sum(len(k) for part in self._parts for k in part.keys)
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the key and value arrays."""
-        return sum(k.nbytes + v.nbytes for k, v in zip(self._keys, self._vals, strict=True))
+        return sum(k.nbytes + v.nbytes for part in self._parts for k, v in zip(part.keys, part.vals, strict=True))
+
+    def _bounds(self, sorted_keys: np.ndarray) -> list[int]:
+        return [0, *np.searchsorted(sorted_keys, self._CUTS).tolist(), len(sorted_keys)]
 
     def lookup(self, keys: np.ndarray, *, assume_sorted: bool = False) -> np.ndarray:
         """Values for ``keys`` (any shape) as int64, ``-1`` where a key is absent.
@@ -93,15 +131,14 @@ class KeyIndex:
         """
         flat = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
         order = None
-        if not assume_sorted and len(flat) > 256:
+        if not assume_sorted and len(flat) > 1:
             order = np.argsort(flat)
             flat = flat[order]
         found = np.full(flat.shape, _MISSING, dtype=np.int64)
-        for run_keys, run_vals in zip(self._keys, self._vals, strict=True):
-            pos = np.searchsorted(run_keys, flat)
-            np.minimum(pos, len(run_keys) - 1, out=pos)
-            hit = run_keys[pos] == flat
-            found[hit] = run_vals[pos[hit]]
+        bounds = self._bounds(flat)
+        for part, lo, hi in zip(self._parts, bounds[:-1], bounds[1:], strict=True):
+            if hi > lo and part.keys:
+                part.lookup(flat[lo:hi], found[lo:hi])
         if order is not None:
             out = np.empty_like(found)
             out[order] = found
@@ -126,38 +163,30 @@ class KeyIndex:
 
     def insert_sorted(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Insert keys that are sorted, unique and not present yet (the caller knows: no checks)."""
-        if len(keys):
-            self._keys.append(np.ascontiguousarray(keys, dtype=np.uint64))
-            self._vals.append(np.asarray(values).astype(np.int32))
-            self._compact()
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        values = np.asarray(values).astype(np.int32)
+        bounds = self._bounds(keys)
+        for part, lo, hi in zip(self._parts, bounds[:-1], bounds[1:], strict=True):
+            if hi > lo:
+                part.add(keys[lo:hi].copy(), values[lo:hi].copy())
 
     def runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The sorted ``(keys, values)`` runs (for saving)."""
-        return list(zip(self._keys, self._vals, strict=True))
+        return [kv for part in self._parts for kv in zip(part.keys, part.vals, strict=True)]
 
     @classmethod
     def from_runs(cls, runs: Sequence[tuple[np.ndarray, np.ndarray]]) -> KeyIndex:
         """Rebuild an index from :meth:`runs` output."""
         idx = cls()
         for keys, vals in runs:
-            idx._keys.append(np.ascontiguousarray(keys, dtype=np.uint64))
-            idx._vals.append(np.ascontiguousarray(vals, dtype=np.int32))
+            keys = np.ascontiguousarray(keys, dtype=np.uint64)
+            vals = np.ascontiguousarray(vals, dtype=np.int32)
+            bounds = idx._bounds(keys)
+            for part, lo, hi in zip(idx._parts, bounds[:-1], bounds[1:], strict=True):
+                if hi > lo:
+                    part.keys.append(keys[lo:hi])
+                    part.vals.append(vals[lo:hi])
         return idx
-
-    def _compact(self) -> None:
-        while len(self._keys) > 1 and len(self._keys[-2]) <= 2 * len(self._keys[-1]):
-            k2, v2 = self._keys.pop(), self._vals.pop()
-            k1, v1 = self._keys.pop(), self._vals.pop()
-            # Linear merge of two sorted runs with disjoint keys: each element's place is its rank
-            # in its own run plus the number of smaller keys in the other (sorted queries: fast).
-            keys = np.empty(len(k1) + len(k2), dtype=np.uint64)
-            vals = np.empty(len(keys), dtype=np.int32)
-            at1 = np.arange(len(k1)) + np.searchsorted(k2, k1)
-            at2 = np.arange(len(k2)) + np.searchsorted(k1, k2)
-            keys[at1], vals[at1] = k1, v1
-            keys[at2], vals[at2] = k2, v2
-            self._keys.append(keys)
-            self._vals.append(vals)
 
 
 def _view(buf: array, dtype: type) -> np.ndarray:
@@ -469,7 +498,9 @@ class Deduplicator:
         return list(self._pool.map(fn, items))
 
     def _sketch(self, texts: Sequence[str | None]) -> _Sketch:
-        """Digests, shingle sets, band keys and (long rows only) signatures of a chunk of texts."""
+        """Everything about a chunk of texts that does not depend on the other rows of the shard:
+        digests, shingle sets, band keys (sorted), the indexed slots they meet (verified) and, for
+        long rows only, signatures. Runs on worker threads: it only reads the index."""
         batch = normalize_many(texts)
         digests = batch.digests()
         if not self.near:
@@ -479,22 +510,68 @@ class Deduplicator:
         values, set_off = shingle_sets(hashes, offsets)
         del hashes
         sig = signatures(values, set_off, self._perm)
-        keys = band_keys(sig, self.bands, self.rows, self.seed)
+        flat = band_keys(sig, self.bands, self.rows, self.seed).ravel()
         # Signatures are needed later only by rows that may match a row stored by its signature
         # (more than num_perm shingles): rows of more than threshold * num_perm shingles.
         sig_rows = np.flatnonzero(np.diff(set_off) > self.threshold * self.num_perm)
-        return _Sketch(digests, values, set_off, keys, sig_rows, np.ascontiguousarray(sig[:, sig_rows].T))
+        sketch = _Sketch(digests, values, set_off, sig_rows, np.ascontiguousarray(sig[:, sig_rows].T))
+        del sig
+        order = np.argsort(flat)
+        sketch.sorted_keys = flat[order]
+        sketch.sorted_rows = order // self.bands
+        prior = self._band_index.lookup(sketch.sorted_keys, assume_sorted=True)
+        sketch.indexed = prior >= 0
+        # Every (row, indexed slot) pair met through a band key, verified; pairs sorted by (row,
+        # slot): the first verified pair of a row is its earliest slot.
+        hit = sketch.indexed
+        pairs = np.unique((sketch.sorted_rows[hit].astype(np.uint64) << np.uint64(32)) | prior[hit].astype(np.uint64))
+        rows = (pairs >> np.uint64(32)).astype(np.int64)
+        slots = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        ok = self._verify_indexed(sketch, rows, slots)
+        sketch.rejected = int(np.count_nonzero(~ok))
+        rows, slots = rows[ok], slots[ok]
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = rows[1:] != rows[:-1]
+        sketch.best_prior = np.full(len(digests), _MISSING, dtype=np.int64)
+        sketch.best_prior[rows[first]] = slots[first]
+        return sketch
+
+    def _verify_indexed(self, sketch: _Sketch, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Whether each (row of ``sketch``, indexed slot) pair reaches the threshold."""
+        if not self.verify or len(rows) == 0:
+            return np.ones(len(rows), dtype=bool)
+        ok = np.zeros(len(rows), dtype=bool)
+        slot_len = _view(self._slot_len, np.int32)[slots].astype(np.int64)
+        slot_pos = _view(self._slot_pos, np.int64)[slots]
+        as_set = slot_len >= 0
+        if as_set.any():
+            off, lens = sketch.set_off, np.diff(sketch.set_off)
+            r = rows[as_set]
+            sim = pair_jaccard(
+                sketch.values, off[r], lens[r], _view(self._sets, np.uint32), slot_pos[as_set], slot_len[as_set]
+            )
+            ok[as_set] = sim >= self.threshold - 1e-12
+        # Slots stored by signature (more than num_perm shingles): the estimate, for rows that are
+        # long enough to reach the threshold (and so kept their signature); shorter rows cannot.
+        by_sig = np.flatnonzero(~as_set)
+        by_sig = by_sig[sketch.has_signature(rows[by_sig])]
+        if len(by_sig):
+            stored = _view(self._sigs, np.uint32)[gather_ranges(slot_pos[by_sig], np.full(len(by_sig), self.num_perm))]
+            equal = np.count_nonzero(stored.reshape(-1, self.num_perm) == sketch.signature(rows[by_sig]), axis=1)
+            ok[by_sig] = equal >= self.threshold * self.num_perm - 1e-9
+        return ok
 
     def _near(self, sketch: _Sketch, base: int) -> tuple[np.ndarray, np.ndarray]:
         """Decide the sketched rows (new texts of this shard, in order) against the LSH index and
         each other; index the new slots. Returns each row's representative (global kept index)
         and whether it is kept."""
         m = len(sketch.set_off) - 1
+        self._n_candidates_rejected += sketch.rejected
         cand = _Candidates(self, sketch)
 
         # Rows that share no band key with another row of this shard are decided on their own; the
         # others (a few percent: edits of rows of the same shard), one by one in order.
-        best_prior = cand.best_prior  # earliest verified indexed slot per row, or -1
+        best_prior = sketch.best_prior  # earliest verified indexed slot per row, or -1
         slot_base = len(self._slot_rep)
         is_dup = best_prior >= 0
         dup = is_dup.tolist()
@@ -565,63 +642,88 @@ _CHUNK = 8192  # rows per unit of text work (its temporaries stay a few MB)
 
 
 class _Sketch:
-    """What the near-duplicate search needs of a run of rows: digests of the normalized texts,
-    shingle sets (flat ``values`` and ``set_off``), band keys ``(rows, bands)`` and the signatures
-    ``(len(sig_rows), num_perm)`` of the rows ``sig_rows`` (those long enough to need one)."""
+    """What the near-duplicate search needs of a run of rows.
+
+    ``digests`` of the normalized texts; shingle sets (flat ``values``, ``set_off``); the
+    signatures ``(len(sig_rows), num_perm)`` of the rows ``sig_rows`` (those long enough to need
+    one); all band keys sorted (``sorted_keys``, with their ``sorted_rows`` and whether each is
+    ``indexed`` already); ``best_prior``, each row's earliest verified indexed slot (-1: none);
+    ``rejected``, the candidate pairs that failed verification.
+    """
 
     def __init__(
         self,
         digests: np.ndarray,
         values: np.ndarray | None = None,
         set_off: np.ndarray | None = None,
-        keys: np.ndarray | None = None,
         sig_rows: np.ndarray | None = None,
         sigs: np.ndarray | None = None,
     ) -> None:
+        n = len(digests)
         self.digests = digests
         self.values = values if values is not None else np.zeros(0, dtype=np.uint32)
-        self.set_off = set_off if set_off is not None else np.zeros(1, dtype=np.int64)
-        self.keys = keys if keys is not None else np.zeros((0, 1), dtype=np.uint64)
+        self.set_off = set_off if set_off is not None else np.zeros(n + 1, dtype=np.int64)
         self.sig_rows = sig_rows if sig_rows is not None else np.zeros(0, dtype=np.int64)
         self.sigs = sigs if sigs is not None else np.zeros((0, 1), dtype=np.uint32)
+        self.sorted_keys = np.zeros(0, dtype=np.uint64)
+        self.sorted_rows = np.zeros(0, dtype=np.int64)
+        self.indexed = np.zeros(0, dtype=bool)
+        self.best_prior = np.full(n, _MISSING, dtype=np.int64)
+        self.rejected = 0
 
     @classmethod
     def merge(cls, parts: list[_Sketch]) -> _Sketch:
-        """The sketches of consecutive runs of rows, end to end."""
+        """The sketches of consecutive runs of rows, end to end (band keys merged in order)."""
         if len(parts) == 1:
             return parts[0]
-        offsets, sig_rows, row0, value0 = [parts[0].set_off[:1]], [], 0, 0
+        offsets, sig_rows, rows, row0, value0 = [parts[0].set_off[:1]], [], [], 0, 0
         for p in parts:
             offsets.append(p.set_off[1:] + value0)
             sig_rows.append(p.sig_rows + row0)
+            rows.append(p.sorted_rows + row0)
             row0 += len(p.digests)
             value0 += int(p.set_off[-1])
-        return cls(
+        out = cls(
             np.concatenate([p.digests for p in parts]),
             np.concatenate([p.values for p in parts]),
             np.concatenate(offsets),
-            np.concatenate([p.keys for p in parts]),
             np.concatenate(sig_rows),
             np.concatenate([p.sigs for p in parts]),
         )
+        keys = np.concatenate([p.sorted_keys for p in parts])
+        order = np.argsort(keys, kind="stable")  # sorted runs: a merge
+        out.sorted_keys = keys[order]
+        out.sorted_rows = np.concatenate(rows)[order]
+        out.indexed = np.concatenate([p.indexed for p in parts])[order]
+        out.best_prior = np.concatenate([p.best_prior for p in parts])
+        out.rejected = sum(p.rejected for p in parts)
+        return out
 
     def select(self, rows: np.ndarray) -> _Sketch:
         """The sketch of ``rows`` (ascending), renumbered from 0."""
-        if len(rows) == len(self.digests):
+        n = len(self.digests)
+        if len(rows) == n:
             return self
         counts = self.set_off[rows + 1] - self.set_off[rows]
         set_off = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(counts, out=set_off[1:])
-        at = np.searchsorted(rows, self.sig_rows)
-        has = (at < len(rows)) & (rows[np.minimum(at, len(rows) - 1)] == self.sig_rows)
-        return _Sketch(
+        rank = np.full(n, _MISSING, dtype=np.int64)
+        rank[rows] = np.arange(len(rows))
+        keep_sig = rank[self.sig_rows] >= 0
+        out = _Sketch(
             self.digests[rows],
             self.values[gather_ranges(self.set_off[rows], counts)],
             set_off,
-            self.keys[rows],
-            at[has],
-            self.sigs[has],
+            rank[self.sig_rows[keep_sig]],
+            self.sigs[keep_sig],
         )
+        keep = rank[self.sorted_rows] >= 0
+        out.sorted_keys = self.sorted_keys[keep]
+        out.sorted_rows = rank[self.sorted_rows[keep]]
+        out.indexed = self.indexed[keep]
+        out.best_prior = self.best_prior[rows]
+        out.rejected = self.rejected
+        return out
 
     def signature(self, rows: np.ndarray) -> np.ndarray:
         """Signatures of ``rows`` (each must be in ``sig_rows``), ``(len(rows), num_perm)``."""
@@ -629,77 +731,56 @@ class _Sketch:
 
     def has_signature(self, rows: np.ndarray) -> np.ndarray:
         """Whether each of ``rows`` kept its signature."""
-        at = np.minimum(np.searchsorted(self.sig_rows, rows), max(len(self.sig_rows) - 1, 0))
-        return (self.sig_rows[at] == rows) if len(self.sig_rows) else np.zeros(len(rows), dtype=bool)
+        if not len(self.sig_rows):
+            return np.zeros(len(rows), dtype=bool)
+        at = np.minimum(np.searchsorted(self.sig_rows, rows), len(self.sig_rows) - 1)
+        return self.sig_rows[at] == rows
 
 
 class _Candidates:
-    """LSH candidates of one shard's new rows, verified in bulk.
+    """Rows of one shard's new rows that share a band key (a *group*), for the in-order pass.
 
-    * against indexed slots: every (row, slot) pair found through a band key, verified at once;
-      :attr:`best_prior` is the earliest verified slot per row (-1 if none);
-    * within the shard: rows sharing a band key form a *group*; pairs (row, first row of the
-      group) are verified at once, others on demand (:meth:`local_match`).
+    Pairs (row, first row of each group it is in) are verified at once; a pair whose first row
+    turns out not indexed is replaced by the group's first indexed row, verified on demand.
     """
 
     def __init__(self, dedup: Deduplicator, sketch: _Sketch) -> None:
         self.d = dedup
         self.sketch = sketch
-        self.values, self.set_off = sketch.values, sketch.set_off
-        keys = sketch.keys
-        m, bands = keys.shape
-        flat = keys.ravel()
-        order = np.argsort(flat)
-        sorted_keys = flat[order]
-        sorted_rows = order // bands
-
-        # Indexed slots sharing a band key.
-        prior = dedup._band_index.lookup(sorted_keys, assume_sorted=True)
-        hit = prior >= 0
-        pairs = np.unique((sorted_rows[hit].astype(np.uint64) << np.uint64(32)) | prior[hit].astype(np.uint64))
-        rows = (pairs >> np.uint64(32)).astype(np.int64)
-        slots = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        ok = self._verify_prior(rows, slots)
-        self.best_prior = np.full(m, _MISSING, dtype=np.int64)
-        # pairs are sorted by (row, slot): the first verified pair of a row has its earliest slot.
-        rows, slots = rows[ok], slots[ok]
-        first = np.ones(len(rows), dtype=bool)
-        first[1:] = rows[1:] != rows[:-1]
-        self.best_prior[rows[first]] = slots[first]
-
-        # Groups of rows of this shard sharing a band key.
-        new = np.ones(len(sorted_keys), dtype=bool)
-        new[1:] = sorted_keys[1:] != sorted_keys[:-1]
-        self._sorted_keys, self._sorted_rows, self._absent, self._key_start = (
-            sorted_keys, sorted_rows, ~hit, np.flatnonzero(new)
-        )
-        gid = np.cumsum(new) - 1
-        size = np.bincount(gid)
-        multi = size[gid] > 1
-        g_rows, g_ids = sorted_rows[multi], gid[multi]
+        keys, rows = sketch.sorted_keys, sketch.sorted_rows
+        same = keys[1:] == keys[:-1]
+        in_group = np.zeros(len(keys), dtype=bool)
+        in_group[:-1] = same
+        in_group[1:] |= same
+        at = np.flatnonzero(in_group)
+        g_rows = rows[at]
+        new = np.ones(len(at), dtype=bool)
+        new[1:] = ~same[at[1:] - 1]  # a group starts where the key differs from the previous one
+        g_ids = np.cumsum(new) - 1
         self._g_rows, self._g_ids = g_rows, g_ids
         self.local_pairs: tuple[list[int], list[int], list[int], list[bool]] = ([], [], [], [])
         if len(g_rows):
-            bound = np.r_[True, g_ids[1:] != g_ids[:-1]]  # members of a group are contiguous
-            head = np.minimum.reduceat(g_rows, np.flatnonzero(bound))[np.cumsum(bound) - 1]
+            head = np.minimum.reduceat(g_rows, np.flatnonzero(new))[g_ids]
             # (row, head of a group it is in) pairs, one group kept per pair, verified at once.
             sel = g_rows != head
             pair = (g_rows[sel].astype(np.uint64) << np.uint64(32)) | head[sel].astype(np.uint64)
-            pair, at = np.unique(pair, return_index=True)  # sorted by row, then head
+            pair, first = np.unique(pair, return_index=True)  # sorted by row, then head
             xs = (pair >> np.uint64(32)).astype(np.int64)
             hs = (pair & np.uint64(0xFFFFFFFF)).astype(np.int64)
-            ok = self._verify_local(xs, hs)
-            self.local_pairs = (xs.tolist(), hs.tolist(), g_ids[sel][at].tolist(), ok.tolist())
+            ok = self._verify(xs, hs)
+            self.local_pairs = (xs.tolist(), hs.tolist(), g_ids[sel][first].tolist(), ok.tolist())
 
     def new_band_entries(self, slot_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Band keys to index (sorted, not indexed yet) and their slots: each key of this shard's
         new slots goes to the first slot (in row order) that has it."""
+        sk = self.sketch
         big = np.iinfo(np.int64).max
-        slot_of = slot_id[self._sorted_rows]
-        slot_of[(slot_of < 0) | ~self._absent] = big
-        first = np.minimum.reduceat(slot_of, self._key_start)
+        slot_of = slot_id[sk.sorted_rows]
+        slot_of[(slot_of < 0) | sk.indexed] = big
+        starts = np.flatnonzero(np.r_[True, sk.sorted_keys[1:] != sk.sorted_keys[:-1]])
+        first = np.minimum.reduceat(slot_of, starts) if len(starts) else slot_of[:0]
         keep = first != big
-        return self._sorted_keys[self._key_start[keep]], first[keep]
+        return sk.sorted_keys[starts[keep]], first[keep]
 
     def first_slot(self, group: int, x: int, slot: list[bool]) -> int | None:
         """The first row of ``group`` (a band key of this shard) before ``x`` that is indexed."""
@@ -708,41 +789,14 @@ class _Candidates:
 
     def local_match(self, x: int, y: int) -> bool:
         """Whether row ``x`` duplicates the earlier row ``y`` of this shard (verified)."""
-        return bool(self._verify_local(np.array([x]), np.array([y]))[0])
+        return bool(self._verify(np.array([x]), np.array([y]))[0])
 
-    def _verify_local(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        d = self.d
+    def _verify(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        d, sk = self.d, self.sketch
         if not d.verify or len(xs) == 0:
             return np.ones(len(xs), dtype=bool)
-        off, lens = self.set_off, np.diff(self.set_off)
-        sim = pair_jaccard(self.values, off[xs], lens[xs], self.values, off[ys], lens[ys])
+        off, lens = sk.set_off, np.diff(sk.set_off)
+        sim = pair_jaccard(sk.values, off[xs], lens[xs], sk.values, off[ys], lens[ys])
         ok = sim >= d.threshold - 1e-12
-        d._n_candidates_rejected += int(np.count_nonzero(~ok))
-        return ok
-
-    def _verify_prior(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        d = self.d
-        if not d.verify or len(rows) == 0:
-            return np.ones(len(rows), dtype=bool)
-        ok = np.zeros(len(rows), dtype=bool)
-        slot_len = _view(d._slot_len, np.int32)[slots].astype(np.int64)
-        slot_pos = _view(d._slot_pos, np.int64)[slots]
-        as_set = slot_len >= 0
-        if as_set.any():
-            off, lens = self.set_off, np.diff(self.set_off)
-            r = rows[as_set]
-            sim = pair_jaccard(
-                self.values, off[r], lens[r], _view(d._sets, np.uint32), slot_pos[as_set], slot_len[as_set]
-            )
-            ok[as_set] = sim >= d.threshold - 1e-12
-        # Slots stored by signature (more than num_perm shingles): the estimate, for rows that are
-        # long enough to reach the threshold (and so kept their signature); shorter rows cannot.
-        by_sig = np.flatnonzero(~as_set)
-        by_sig = by_sig[self.sketch.has_signature(rows[by_sig])]
-        if len(by_sig):
-            stored = _view(d._sigs, np.uint32)[gather_ranges(slot_pos[by_sig], np.full(len(by_sig), d.num_perm))]
-            stored = stored.reshape(-1, d.num_perm)
-            equal = np.count_nonzero(stored == self.sketch.signature(rows[by_sig]), axis=1)
-            ok[by_sig] = equal >= d.threshold * d.num_perm - 1e-9
         d._n_candidates_rejected += int(np.count_nonzero(~ok))
         return ok
