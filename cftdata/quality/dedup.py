@@ -85,16 +85,10 @@ class _Runs:
         while len(self.keys) > 1 and len(self.keys[-2]) <= 2 * len(self.keys[-1]):
             k2, v2 = self.keys.pop(), self.vals.pop()
             k1, v1 = self.keys.pop(), self.vals.pop()
-            # Linear merge of two sorted runs with disjoint keys: each element's place is its rank
-            # in its own run plus the number of smaller keys in the other (sorted queries: fast).
-            merged = np.empty(len(k1) + len(k2), dtype=np.uint64)
-            values = np.empty(len(merged), dtype=np.int32)
-            at1 = np.arange(len(k1)) + np.searchsorted(k2, k1)
-            at2 = np.arange(len(k2)) + np.searchsorted(k1, k2)
-            merged[at1], values[at1] = k1, v1
-            merged[at2], values[at2] = k2, v2
-            self.keys.append(merged)
-            self.vals.append(values)
+            merged = np.concatenate([k1, k2])
+            order = np.argsort(merged, kind="stable")  # timsort: one linear merge of the two runs
+            self.keys.append(merged[order])
+            self.vals.append(np.concatenate([v1, v2])[order])
 
 
 class KeyIndex:
@@ -334,9 +328,8 @@ class Deduplicator:
         # 2. Near: the rows left (new texts) against the LSH index and each other.
         keep_mask = np.zeros(n, dtype=bool)
         if self.near and len(todo):
-            rep_todo, kept_todo = self._near(sketch.select(todo), base)
-            rep[todo] = rep_todo
-            keep_mask[todo[kept_todo]] = True
+            rep_near, keep_mask = self._near(sketch, todo, base)
+            rep[todo] = rep_near[todo]
         else:
             keep_mask[todo] = True
             rep[todo] = base + np.arange(len(todo))
@@ -476,10 +469,16 @@ class Deduplicator:
     def _add_ids(self, ids: list[str]) -> None:
         if not ids:
             return
-        encoded = [str(i).encode("utf-8") for i in ids]
+        ids = list(map(str, ids))
+        joined = "".join(ids)
+        if joined.isascii():  # one encode; byte lengths are character lengths
+            data, sizes = joined.encode("ascii"), map(len, ids)
+        else:
+            encoded = [i.encode("utf-8") for i in ids]
+            data, sizes = b"".join(encoded), map(len, encoded)
         start = len(self._id_bytes)
-        self._id_bytes += b"".join(encoded)
-        ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))) + start
+        self._id_bytes += data
+        ends = np.cumsum(np.fromiter(sizes, dtype=np.int64, count=len(ids))) + start
         self._id_ends.frombytes(ends.tobytes())
 
     def _ids_at(self, kept: np.ndarray) -> list[str]:
@@ -491,8 +490,8 @@ class Deduplicator:
 
     def _map(self, fn: Any, items: list) -> list:
         """``[fn(x) for x in items]``, on the worker threads when there are several items."""
-        if len(items) == 1:
-            return [fn(items[0])]
+        if len(items) == 1 or self.threads == 1:
+            return [fn(x) for x in items]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dedup")
         return list(self._pool.map(fn, items))
@@ -561,21 +560,23 @@ class Deduplicator:
             ok[by_sig] = equal >= self.threshold * self.num_perm - 1e-9
         return ok
 
-    def _near(self, sketch: _Sketch, base: int) -> tuple[np.ndarray, np.ndarray]:
-        """Decide the sketched rows (new texts of this shard, in order) against the LSH index and
-        each other; index the new slots. Returns each row's representative (global kept index)
-        and whether it is kept."""
-        m = len(sketch.set_off) - 1
+    def _near(self, sketch: _Sketch, todo: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decide the rows ``todo`` of the shard (new texts, ascending) against the LSH index and
+        each other; index the new slots. Returns, per row of the shard, the representative (global
+        kept index; meaningful for ``todo``) and whether the row is kept."""
+        m = len(sketch.digests)
+        active = np.zeros(m, dtype=bool)
+        active[todo] = True
         self._n_candidates_rejected += sketch.rejected
-        cand = _Candidates(self, sketch)
+        cand = _Candidates(self, sketch, None if len(todo) == m else active)
 
         # Rows that share no band key with another row of this shard are decided on their own; the
         # others (a few percent: edits of rows of the same shard), one by one in order.
-        best_prior = sketch.best_prior  # earliest verified indexed slot per row, or -1
+        best_prior = np.where(active, sketch.best_prior, _MISSING)  # earliest verified indexed slot
         slot_base = len(self._slot_rep)
-        is_dup = best_prior >= 0
+        is_dup = (best_prior >= 0) | ~active  # (rows not to decide are neither kept nor indexed)
         dup = is_dup.tolist()
-        slot = (~is_dup | self.transitive).tolist()
+        slot = (active & (~is_dup | self.transitive)).tolist()
         match_row: dict[int, int] = {}  # row -> the earlier row of this shard it duplicates
         xs, heads, groups, verified = cand.local_pairs
         k, end = 0, len(xs)
@@ -601,7 +602,7 @@ class Deduplicator:
         is_slot = np.array(slot, dtype=bool)
 
         kept = ~is_dup
-        rep = np.full(m, _MISSING, dtype=np.int64)
+        rep = np.full(m, _MISSING, dtype=np.int64)  # (is_dup holds the rows not to decide)
         rep[kept] = base + np.arange(int(kept.sum()))
         from_prior = best_prior >= 0
         if from_prior.any():
@@ -630,7 +631,9 @@ class Deduplicator:
         set_rows = slots[as_set]
         sizes = set_len[set_rows]
         pos[as_set] = len(self._sets) + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self._sets.frombytes(sketch.values[gather_ranges(sketch.set_off[set_rows], sizes)].tobytes())
+        take = np.zeros(len(set_len), dtype=bool)
+        take[set_rows] = True
+        self._sets.frombytes(sketch.values[np.repeat(take, set_len)].tobytes())
         sig_rows = slots[~as_set]
         pos[~as_set] = len(self._sigs) + self.num_perm * np.arange(len(sig_rows), dtype=np.int64)
         self._sigs.frombytes(sketch.signature(sig_rows).tobytes())
@@ -699,32 +702,6 @@ class _Sketch:
         out.rejected = sum(p.rejected for p in parts)
         return out
 
-    def select(self, rows: np.ndarray) -> _Sketch:
-        """The sketch of ``rows`` (ascending), renumbered from 0."""
-        n = len(self.digests)
-        if len(rows) == n:
-            return self
-        counts = self.set_off[rows + 1] - self.set_off[rows]
-        set_off = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(counts, out=set_off[1:])
-        rank = np.full(n, _MISSING, dtype=np.int64)
-        rank[rows] = np.arange(len(rows))
-        keep_sig = rank[self.sig_rows] >= 0
-        out = _Sketch(
-            self.digests[rows],
-            self.values[gather_ranges(self.set_off[rows], counts)],
-            set_off,
-            rank[self.sig_rows[keep_sig]],
-            self.sigs[keep_sig],
-        )
-        keep = rank[self.sorted_rows] >= 0
-        out.sorted_keys = self.sorted_keys[keep]
-        out.sorted_rows = rank[self.sorted_rows[keep]]
-        out.indexed = self.indexed[keep]
-        out.best_prior = self.best_prior[rows]
-        out.rejected = self.rejected
-        return out
-
     def signature(self, rows: np.ndarray) -> np.ndarray:
         """Signatures of ``rows`` (each must be in ``sig_rows``), ``(len(rows), num_perm)``."""
         return self.sigs[np.searchsorted(self.sig_rows, rows)]
@@ -744,10 +721,14 @@ class _Candidates:
     turns out not indexed is replaced by the group's first indexed row, verified on demand.
     """
 
-    def __init__(self, dedup: Deduplicator, sketch: _Sketch) -> None:
+    def __init__(self, dedup: Deduplicator, sketch: _Sketch, active: np.ndarray | None) -> None:
         self.d = dedup
         self.sketch = sketch
-        keys, rows = sketch.sorted_keys, sketch.sorted_rows
+        keys, rows, indexed = sketch.sorted_keys, sketch.sorted_rows, sketch.indexed
+        if active is not None:  # only the rows to decide take part
+            keep = active[rows]
+            keys, rows, indexed = keys[keep], rows[keep], indexed[keep]
+        self._keys, self._rows, self._indexed = keys, rows, indexed
         same = keys[1:] == keys[:-1]
         in_group = np.zeros(len(keys), dtype=bool)
         in_group[:-1] = same
@@ -773,14 +754,14 @@ class _Candidates:
     def new_band_entries(self, slot_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Band keys to index (sorted, not indexed yet) and their slots: each key of this shard's
         new slots goes to the first slot (in row order) that has it."""
-        sk = self.sketch
+        keys = self._keys
         big = np.iinfo(np.int64).max
-        slot_of = slot_id[sk.sorted_rows]
-        slot_of[(slot_of < 0) | sk.indexed] = big
-        starts = np.flatnonzero(np.r_[True, sk.sorted_keys[1:] != sk.sorted_keys[:-1]])
+        slot_of = slot_id[self._rows]
+        slot_of[(slot_of < 0) | self._indexed] = big
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         first = np.minimum.reduceat(slot_of, starts) if len(starts) else slot_of[:0]
         keep = first != big
-        return sk.sorted_keys[starts[keep]], first[keep]
+        return keys[starts[keep]], first[keep]
 
     def first_slot(self, group: int, x: int, slot: list[bool]) -> int | None:
         """The first row of ``group`` (a band key of this shard) before ``x`` that is indexed."""
