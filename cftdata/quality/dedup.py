@@ -307,7 +307,7 @@ class Deduplicator:
         # kernel release the GIL) and keeps only compact sketches; the decisions afterwards run on
         # the whole shard, in order.
         chunks = [texts[lo : lo + _CHUNK] for lo in range(0, n, _CHUNK)]
-        sketch = _Sketch.merge(self._map(self._sketch, chunks))
+        sketch = _Sketch.merge(self._map(self._sketch, chunks), lambda fn, items: self._map(fn, list(items)))
         base = len(self._id_ends)  # global index of the first row kept in this shard
         rep = np.full(n, _MISSING, dtype=np.int64)  # global kept index each row maps to
 
@@ -641,6 +641,7 @@ class Deduplicator:
         self._slot_len.frombytes(lens.tobytes())
 
 
+_KEY_RANGES = np.array([1 << 63], dtype=np.uint64)  # the merge of band keys runs on these ranges in parallel
 _CHUNK = 4096  # rows per unit of text work (its temporaries stay in cache; ~12 per 50K-row shard)
 
 
@@ -675,8 +676,9 @@ class _Sketch:
         self.rejected = 0
 
     @classmethod
-    def merge(cls, parts: list[_Sketch]) -> _Sketch:
-        """The sketches of consecutive runs of rows, end to end (band keys merged in order)."""
+    def merge(cls, parts: list[_Sketch], map_fn: Any = None) -> _Sketch:
+        """The sketches of consecutive runs of rows, end to end (band keys merged in order; the
+        merge is split into ranges of key values, run through ``map_fn`` (``map``-like: threads))."""
         if len(parts) == 1:
             return parts[0]
         offsets, sig_rows, rows, row0, value0 = [parts[0].set_off[:1]], [], [], 0, 0
@@ -693,11 +695,23 @@ class _Sketch:
             np.concatenate(sig_rows),
             np.concatenate([p.sigs for p in parts]),
         )
-        keys = np.concatenate([p.sorted_keys for p in parts])
-        order = np.argsort(keys, kind="stable")  # sorted runs: a merge
-        out.sorted_keys = keys[order]
-        out.sorted_rows = np.concatenate(rows)[order]
-        out.indexed = np.concatenate([p.indexed for p in parts])[order]
+        cuts = [np.searchsorted(p.sorted_keys, _KEY_RANGES) for p in parts]
+
+        def merge_range(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            sl = [slice(0 if r == 0 else c[r - 1], len(p.sorted_keys) if r == len(_KEY_RANGES) else c[r])
+                  for p, c in zip(parts, cuts, strict=True)]  # fmt: skip
+            keys = np.concatenate([p.sorted_keys[i] for p, i in zip(parts, sl, strict=True)])
+            order = np.argsort(keys, kind="stable")  # sorted runs: a merge
+            return (
+                keys[order],
+                np.concatenate([rw[i] for rw, i in zip(rows, sl, strict=True)])[order],
+                np.concatenate([p.indexed[i] for p, i in zip(parts, sl, strict=True)])[order],
+            )
+
+        merged = list((map_fn or map)(merge_range, range(len(_KEY_RANGES) + 1)))
+        out.sorted_keys = np.concatenate([m[0] for m in merged])
+        out.sorted_rows = np.concatenate([m[1] for m in merged])
+        out.indexed = np.concatenate([m[2] for m in merged])
         out.best_prior = np.concatenate([p.best_prior for p in parts])
         out.rejected = sum(p.rejected for p in parts)
         return out
@@ -733,12 +747,14 @@ class _Candidates:
         in_group = np.zeros(len(keys), dtype=bool)
         in_group[:-1] = same
         in_group[1:] |= same
+        self._first_of_key = np.r_[True, ~same]  # where a run of equal keys starts
         at = np.flatnonzero(in_group)
+        self._at = at
         g_rows = rows[at]
         new = np.ones(len(at), dtype=bool)
         new[1:] = ~same[at[1:] - 1]  # a group starts where the key differs from the previous one
         g_ids = np.cumsum(new) - 1
-        self._g_rows, self._g_ids = g_rows, g_ids
+        self._g_rows, self._g_ids, self._g_new = g_rows, g_ids, new
         self.local_pairs: tuple[list[int], list[int], list[int], list[bool]] = ([], [], [], [])
         if len(g_rows):
             head = np.minimum.reduceat(g_rows, np.flatnonzero(new))[g_ids]
@@ -754,14 +770,14 @@ class _Candidates:
     def new_band_entries(self, slot_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Band keys to index (sorted, not indexed yet) and their slots: each key of this shard's
         new slots goes to the first slot (in row order) that has it."""
-        keys = self._keys
         big = np.iinfo(np.int64).max
         slot_of = slot_id[self._rows]
         slot_of[(slot_of < 0) | self._indexed] = big
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        first = np.minimum.reduceat(slot_of, starts) if len(starts) else slot_of[:0]
-        keep = first != big
-        return keys[starts[keep]], first[keep]
+        if len(self._at):  # keys shared by several rows: the first slot of each, at its first position
+            group_first = np.minimum.reduceat(slot_of[self._at], np.flatnonzero(self._g_new))
+            slot_of[self._at[self._g_new]] = group_first
+        keep = self._first_of_key & (slot_of != big)
+        return self._keys[keep], slot_of[keep]
 
     def first_slot(self, group: int, x: int, slot: list[bool]) -> int | None:
         """The first row of ``group`` (a band key of this shard) before ``x`` that is indexed."""

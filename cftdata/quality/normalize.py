@@ -428,7 +428,7 @@ class TextBatch:
         if len(self.wide):
             # Rows with non-ASCII text: Unicode separators to spaces first (as word_tokens does).
             translated = {
-                i: self.row_bytes(i).decode("utf-8").translate(_TO_SPACE).encode("utf-8")
+                i: _WIDE_SEPARATOR.sub(" ", self.row_bytes(i).decode("utf-8")).encode("utf-8")
                 for i in self.wide.tolist()
             }
             data, starts, ends = _splice(data, starts, ends, translated)
@@ -493,6 +493,8 @@ for _c in (" " + _SEPARATORS).encode("utf-8"):
     if _c < 128:
         _TOKEN[_c] = 0
 _TOKEN_TABLE = bytes(_TOKEN)
+# The non-ASCII separators (the ASCII ones are handled by _TOKEN_TABLE on bytes).
+_WIDE_SEPARATOR = re.compile("[" + re.escape("".join(c for c in _SEPARATORS if ord(c) > 127)) + "]")
 
 
 def hash_tokens(tokens: Sequence[str]) -> np.ndarray:
