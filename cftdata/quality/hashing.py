@@ -71,6 +71,7 @@ def _mix64_int(z: int) -> int:
 # --- tokens -------------------------------------------------------------------------------------------
 
 _LEN_MULT = 0xD6E8FEB86659FD93
+_POS_WORD = 0xA0761D6478BD642F
 # _LOW_MASK[k]: the low k bytes of a word (k = 0..8).
 _LOW_MASK = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [_M64], dtype=np.uint64)
 #: Bytes of zero padding a buffer given to :func:`hash_byte_tokens` needs after its last token.
@@ -81,15 +82,17 @@ def token_hash(token: str | bytes) -> int:
     """The 64-bit hash of one token (pure-Python reference of :func:`hash_byte_tokens`).
 
     The token's UTF-8 bytes are read as little-endian 8-byte words ``w0, w1, ...`` (the last one
-    zero-padded); ``h = mix64(w0 ^ (len * K))``, then ``h = mix64(h ^ wi)`` for each further word.
+    zero-padded); ``h = mix64(w0 ^ len * K)``; a longer token adds its other words, each mixed
+    with its position: ``h = mix64(h + sum(mix64(wk ^ k * P) for k >= 1))``.
     """
     data = token.encode("utf-8") if isinstance(token, str) else token
     length = len(data)
     padded = data + b"\x00" * (-length % 8) if length else b"\x00" * 8
     words = [int.from_bytes(padded[i : i + 8], "little") for i in range(0, len(padded), 8)]
     h = _mix64_int(words[0] ^ ((length * _LEN_MULT) & _M64))
-    for w in words[1:]:
-        h = _mix64_int(h ^ w)
+    if len(words) > 1:
+        rest = sum(_mix64_int(w ^ ((k * _POS_WORD) & _M64)) for k, w in enumerate(words) if k)
+        h = _mix64_int((h + rest) & _M64)
     return h
 
 
@@ -97,27 +100,31 @@ def hash_byte_tokens(buf: bytes | np.ndarray, starts: np.ndarray, lengths: np.nd
     """:func:`token_hash` of every token ``buf[starts[i] : starts[i] + lengths[i]]``, vectorized.
 
     ``buf`` must hold at least :data:`PAD` bytes after the end of the last token (they are read
-    and masked off). Tokens are read eight bytes at a time through an unaligned ``uint64`` view,
-    so the cost is a few numpy passes over the tokens, plus one more per 8 bytes of the longest.
+    and masked off). Tokens are read eight bytes at a time through an unaligned ``uint64`` view;
+    the words after the first (long tokens, whole rows) all at once, summed per token with
+    ``np.add.reduceat``: a few numpy passes whatever the lengths.
     """
     raw = np.frombuffer(buf, dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf
     if len(starts) == 0:
         return np.zeros(0, dtype=np.uint64)
     # words[i] = the 8 bytes starting at byte i (a strided, unaligned view; no copy).
     words = np.ndarray((len(raw) - PAD + 1,), dtype="<u8", buffer=raw, strides=(1,))
+    starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
     with np.errstate(over="ignore"):
         h = words[starts] & _LOW_MASK[np.minimum(lengths, 8)]
         h ^= lengths.astype(np.uint64) * _U64(_LEN_MULT)
         mix64(h)
         long = np.flatnonzero(lengths > 8)
-        k = 8
-        while len(long):
-            rest = lengths[long] - k
-            w = words[starts[long] + k] & _LOW_MASK[np.minimum(rest, 8)]
-            h[long] = mix64(h[long] ^ w)
-            k += 8
-            long = long[rest > 8]
+        if len(long):
+            extra = (lengths[long] + 7) // 8 - 1  # words after the first
+            first = np.zeros(len(long), dtype=np.int64)
+            np.cumsum(extra[:-1], out=first[1:])
+            owner = np.repeat(np.arange(len(long)), extra)
+            k = np.arange(len(owner), dtype=np.int64) - first[owner] + 1  # word number, from 1
+            w = words[starts[long][owner] + 8 * k] & _LOW_MASK[np.minimum(lengths[long][owner] - 8 * k, 8)]
+            w ^= k.astype(np.uint64) * _U64(_POS_WORD)
+            h[long] = mix64(h[long] + np.add.reduceat(mix64(w), first))
     return h
 
 

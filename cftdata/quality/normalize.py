@@ -27,7 +27,6 @@ Python loop per row or per token.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ from cftdata.quality.hashing import (
     mix64,
     ngrams_from_tokens,
     splitmix64_sequence,
+    token_hash,
 )
 
 __all__ = [
@@ -146,9 +146,9 @@ def word_tokens(text: str, *, normalized: bool = False) -> list[str]:
 
 
 def text_digest(normalized: str) -> int:
-    """An 8-byte BLAKE2b digest of an (already normalized) string, as an unsigned int (the value
-    :meth:`TextBatch.digests` gives that row)."""
-    return int.from_bytes(hashlib.blake2b(normalized.encode("utf-8"), digest_size=8).digest(), "little")
+    """The 64-bit digest of an (already normalized) string: the value :meth:`TextBatch.digests`
+    gives that row (:func:`~cftdata.quality.hashing.token_hash` of its UTF-8 bytes)."""
+    return token_hash(normalized)
 
 
 # --- column-wise normalization --------------------------------------------------------------------------
@@ -414,13 +414,9 @@ class TextBatch:
         return self.data[self.starts[i] : self.ends[i]]
 
     def digests(self) -> np.ndarray:
-        """8-byte BLAKE2b digest of each normalized row's UTF-8 bytes, as ``uint64`` (little-endian)."""
-        data, blake = memoryview(self.data), hashlib.blake2b
-        digests = [
-            blake(data[s:e], digest_size=8).digest()
-            for s, e in zip(self.starts.tolist(), self.ends.tolist(), strict=True)
-        ]
-        return np.frombuffer(b"".join(digests), dtype="<u8").astype(np.uint64)
+        """64-bit digest of each normalized row: :func:`~cftdata.quality.hashing.token_hash` of its
+        UTF-8 bytes, vectorized (numpy passes, no Python loop: it runs in parallel threads)."""
+        return hash_byte_tokens(self.data, self.starts, self.ends - self.starts)
 
     def tokens(self) -> Tokens:
         """The :func:`word_tokens` of every row: hashes, counts and byte spans (:class:`Tokens`)."""
