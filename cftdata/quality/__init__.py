@@ -1,8 +1,12 @@
 """Data-quality algorithms for CFT datasets, as a library the pipeline stages wrap.
 
-* :mod:`~cftdata.quality.normalize`: question normalization, word tokens, vectorized n-gram hashes.
+* :mod:`~cftdata.quality.normalize`: question normalization (per text, and column-wise for a whole
+  shard: :func:`~cftdata.quality.normalize.normalize_many`), word tokens, token and n-gram hashes.
+* :mod:`~cftdata.quality.hashing`: the deterministic 64-bit hashes of tokens and n-grams, on flat arrays.
+* :mod:`~cftdata.quality.minhash`: shingle sets, MinHash signatures, LSH band keys, exact pair Jaccard.
 * :mod:`~cftdata.quality.dedup`: :class:`Deduplicator`, streaming exact + MinHash-LSH near dedup
-  (first occurrence wins; fed shard by shard; bounded per-row index).
+  with candidates verified by their true Jaccard (first occurrence wins; fed shard by shard;
+  bounded per-row index).
 * :mod:`~cftdata.quality.decontaminate`: :class:`Decontaminator`, 8-gram overlap against benchmark
   test sets (:data:`BENCHMARKS`, the registry of :mod:`cftdata.benchmarks`; :func:`load_benchmark`).
 * :mod:`~cftdata.quality.selectors`: selection strategies (:data:`SELECTORS`, :func:`select`):

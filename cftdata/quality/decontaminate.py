@@ -29,14 +29,7 @@ import numpy as np
 
 from cftdata.benchmarks import BENCHMARKS, DEFAULT_DECONTAMINATION, read_rows
 from cftdata.errors import CftdataError
-from cftdata.quality.normalize import (
-    TokenHasher,
-    hash_windows,
-    ngram_hashes,
-    normalize_text,
-    token_hashes,
-    word_tokens,
-)
+from cftdata.quality.normalize import hash_windows, ngrams_from_tokens, normalize_many
 
 __all__ = [
     "BENCHMARKS",
@@ -106,34 +99,32 @@ class Decontaminator:
         self.names: list[str] = list(benchmarks)
         if not self.names:
             raise ValueError("Decontaminator needs at least one benchmark")
-        self._hasher = TokenHasher()
         # One sorted (hash -> benchmark number) table per n-gram length: `ngram`, plus the lengths
         # of short problems matched whole.
         self._tables: dict[int, _Table] = {}
         self._problems: dict[str, int] = {}
         self._ignored = 0
         per_len: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        short_first: dict[int, list[str]] = {}  # first token of the short problems, by length
+        short_first: dict[int, list[np.ndarray]] = {}  # first token hash of the short problems, by length
         for b, name in enumerate(self.names):
-            normalized = [normalize_text(t) for t in benchmarks[name]]
-            self._problems[name] = len(normalized)
-            hashes, _ = ngram_hashes(normalized, ngram, hasher=self._hasher, short="skip")
+            batch = normalize_many(list(benchmarks[name]))
+            self._problems[name] = len(batch)
+            flat, counts = batch.token_hashes()
+            hashes, _ = ngrams_from_tokens(flat, counts, ngram, short="skip")
             hs, owners = per_len.setdefault(ngram, ([], []))
             hs.append(hashes)
             owners.append(np.full(len(hashes), b, dtype=np.int16))
-            for text in normalized:
-                toks = word_tokens(text, normalized=True)
-                k = len(toks)
-                if k >= ngram:
-                    continue
-                if k < min_short_tokens:
-                    self._ignored += 1
-                    continue
-                h, _ = ngram_hashes([text], k, hasher=self._hasher, short="skip")
+            tok_start = np.zeros(len(counts), dtype=np.int64)
+            np.cumsum(counts[:-1], out=tok_start[1:])
+            short = counts < ngram
+            self._ignored += int(np.count_nonzero(short & (counts < min_short_tokens)))
+            short &= counts >= min_short_tokens
+            for k in np.unique(counts[short]).tolist():
+                starts = tok_start[short & (counts == k)]
                 hs, owners = per_len.setdefault(k, ([], []))
-                hs.append(h)
-                owners.append(np.full(len(h), b, dtype=np.int16))
-                short_first.setdefault(k, []).append(toks[0])
+                hs.append(hash_windows(flat, starts, k))
+                owners.append(np.full(len(starts), b, dtype=np.int16))
+                short_first.setdefault(k, []).append(flat[starts])
         for k, (hs, owners) in per_len.items():
             keys = np.concatenate(hs) if hs else np.zeros(0, dtype=np.uint64)
             own = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int16)
@@ -149,7 +140,7 @@ class Decontaminator:
             if len(keys) > 4096:
                 filt = np.zeros(1 << _FILTER_BITS, dtype=bool)
                 filt[keys >> np.uint64(64 - _FILTER_BITS)] = True
-            firsts = np.unique(self._hasher.hash_flat(short_first[k])) if k in short_first else None
+            firsts = np.unique(np.concatenate(short_first[k])) if k in short_first else None
             self._tables[k] = _Table(keys, own, filt, firsts)
         self._n_checked = 0
         self._n_contaminated = 0
@@ -185,39 +176,42 @@ class Decontaminator:
         n = len(texts)
         if n == 0:
             return []
-        normalized = [normalize_text(t) if t else "" for t in texts]
+        tokens = normalize_many(texts).tokens()
+        flat, lengths = tokens.hashes, tokens.counts
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
         # Per row: (token position, n-gram length, benchmark number) of the earliest hit.
         best_pos = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
         best_len = np.zeros(n, dtype=np.int64)
         best_owner = np.full(n, -1, dtype=np.int64)
-        flat, lengths = token_hashes(normalized, "word", self._hasher)
-        starts = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=starts[1:])
-        row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)  # text of each token
-        end_of = starts[1:][row_of]  # end (exclusive) of the text of each token
         for k, table in self._tables.items():
             if len(table.keys) == 0:
                 continue
             if table.first_tokens is None:
-                pos = np.flatnonzero(np.arange(len(flat), dtype=np.int64) + k <= end_of)
+                # Every full n-gram of every row (contiguous windows; rows shorter than k have none).
+                hashes, offsets = ngrams_from_tokens(flat, lengths, k, short="skip")
+                at = np.arange(len(hashes), dtype=np.int64)
+                if table.filter is not None:
+                    at = np.flatnonzero(table.filter[hashes >> np.uint64(64 - _FILTER_BITS)])
+                    hashes = hashes[at]
+                row = np.searchsorted(offsets, at, side="right") - 1
+                pos = starts[row] + (at - offsets[row])  # global token index of each window
             else:  # short problems: only windows starting with one of their first tokens
                 pos = np.flatnonzero(np.isin(flat, table.first_tokens))
-                pos = pos[pos + k <= end_of[pos]]
+                row = np.searchsorted(starts, pos, side="right") - 1
+                ok = pos + k <= starts[row + 1]
+                pos, row = pos[ok], row[ok]
+                hashes = hash_windows(flat, pos, k)
             if len(pos) == 0:
                 continue
-            hashes = hash_windows(flat, pos, k)
-            if table.filter is not None:
-                keep = table.filter[hashes >> np.uint64(64 - _FILTER_BITS)]
-                pos, hashes = pos[keep], hashes[keep]
             j = np.searchsorted(table.keys, hashes)
             np.minimum(j, len(table.keys) - 1, out=j)
             hit = table.keys[j] == hashes
-            pos, j = pos[hit], j[hit]
+            pos, row, j = pos[hit], row[hit], j[hit]
             if len(pos) == 0:
                 continue
             # Earliest hit per row (pos is ascending, so the first per row); on a tie between
             # tables the one visited first (the full n-gram table) wins.
-            row = row_of[pos]
             first = np.ones(len(row), dtype=bool)
             first[1:] = row[1:] != row[:-1]
             row, tok_pos, j = row[first], pos[first] - starts[row[first]], j[first]
@@ -227,11 +221,16 @@ class Decontaminator:
             best_len[row] = k
             best_owner[row] = table.owners[j]
         out: list[tuple[str, str] | None] = [None] * n
-        for i in np.flatnonzero(best_owner >= 0):
-            toks = word_tokens(normalized[i], normalized=True)
-            p, k = int(best_pos[i]), int(best_len[i])
-            name = self.names[int(best_owner[i])]
-            out[i] = (name, " ".join(toks[p : p + k]))
+        hit_rows = np.flatnonzero(best_owner >= 0)
+        for i, p, k, b in zip(
+            hit_rows.tolist(),
+            (starts[hit_rows] + best_pos[hit_rows]).tolist(),
+            best_len[hit_rows].tolist(),
+            best_owner[hit_rows].tolist(),
+            strict=True,
+        ):
+            name = self.names[b]
+            out[i] = (name, tokens.text(p, k))
             self._per_benchmark[name] += 1
         self._n_checked += n
         self._n_contaminated += int(np.count_nonzero(best_owner >= 0))

@@ -1,122 +1,144 @@
-"""Streaming exact + near-duplicate detection (normalized-text digests and MinHash LSH, in numpy).
+"""Streaming exact + near-duplicate detection: normalized-text digests, MinHash LSH, exact verification.
 
 A :class:`Deduplicator` is fed shards one after another (``check(ids, texts)``) and answers, for
 every row, ``None`` (keep) or the id of an earlier kept row it duplicates. The rule is
 **first occurrence wins**: the earliest row in input order (shard order, then order within the
 shard) is kept, every later copy points at it.
 
-Memory is bounded by what is kept, never by the text: the index holds per row an 8-byte digest
-of the normalized text, ``bands`` LSH band keys (12 bytes each), the row's MinHash signature
-(``num_perm`` x 4 bytes, only when ``verify=True``) and its id. That is under 1 KB per kept row
-with the defaults; ``stats()["index_bytes"]`` reports the current figure.
+How a shard is processed, column-wise (no Python loop per row except over rows that collide with
+another row of the same shard). Steps 1-3 run on chunks of 4,096 rows in ``threads`` worker threads
+(numpy releases the GIL); the decisions run on the whole shard, in order:
 
-How near-duplicates are found, per shard, vectorized:
+1. all texts of a chunk are normalized at once (:func:`~cftdata.quality.normalize.normalize_many`, byte for
+   byte :func:`~cftdata.quality.normalize.normalize_text`) into one buffer; exact duplicates are
+   found by an 8-byte digest of each normalized row;
+2. the remaining rows are cut into word n-gram shingles (``shingle`` words; or characters with
+   ``shingle_unit="char"``), hashed from the buffer in numpy, and reduced to per-row sorted sets
+   of 32-bit shingle hashes;
+3. ``num_perm`` MinHash values per row (one uint32 multiply per shingle and permutation), cut into
+   ``bands`` bands of ``rows`` values, each hashed to a 64-bit key; a row sharing a band key with
+   an indexed row, or with another row of the shard, has a *candidate*;
+4. with ``verify=True`` (default) a candidate counts only if the two rows' **true** Jaccard
+   similarity of shingle sets is at least ``threshold``. The index keeps each indexed row's
+   shingle set when it has at most ``num_perm`` shingles (the common case: ~35 for a 40-word
+   question, 140 bytes) and its signature otherwise; a pair whose earlier row kept only its
+   signature is verified by the signature estimate (fraction of equal MinHash values).
 
-1. each text is normalized (:func:`~cftdata.quality.normalize.normalize_text`) and cut into
-   word n-gram shingles (``shingle`` words; or characters with ``shingle_unit="char"``), hashed to
-   64 bits;
-2. ``num_perm`` MinHash values per text are computed at once with numpy (multiply-shift hashing
-   ``(a_k * x mod 2**64) >> 32`` with odd random ``a_k``; the minimum is taken per text with
-   ``np.minimum.reduceat``), split over threads;
-3. the signature is cut into ``bands`` bands of ``rows`` values; each band is hashed to a 64-bit
-   key (band number salted in); a row whose band key was seen before is a *candidate*;
-4. with ``verify=True`` (default) a candidate is accepted only if the estimated Jaccard similarity
-   of the two signatures (fraction of equal MinHash values) is at least ``threshold``.
+Because verification is exact, the bands can lean to recall: the default split
+(:func:`optimal_bands` with a 1 % false-positive weight: 18 x 7 for 0.8 / 128) makes a pair at
+Jaccard 0.8 a candidate with probability 0.986 and at 0.85 with 0.999, while a pair below the
+threshold is never dropped. With ``verify=False`` any shared band counts (14 x 9 by default: 0.87
+at 0.8, 0.13 at 0.6). docs/dedup.md has the measurements.
 
-``bands``/``rows`` default to the values that minimize the weighted false-positive and
-false-negative probability mass around ``threshold`` (:func:`optimal_bands`): equal weights
-without verification (datasketch's rule: 9 x 13 for 0.8 / 128), and recall-leaning weights
-(0.1 / 0.9: 14 x 9) with verification, because verification removes the extra false candidates.
+Memory is bounded by what is kept, never by the text: per kept row the index holds an 8-byte
+digest (12 bytes with its value), ``bands`` band keys (12 bytes each), the shingle set (4 bytes a
+shingle, at most ``num_perm * 4`` bytes) or signature, 16 bytes of bookkeeping and the id's UTF-8
+bytes; about 400 bytes for a 40-word question with the defaults. ``stats()["index_bytes"]``
+reports the current figure.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cftdata.quality.normalize import (
-    ShingleUnit,
-    TokenHasher,
-    mix64,
-    ngram_hashes,
-    normalize_text,
-    splitmix64_sequence,
-    text_digest,
+from cftdata.quality.minhash import (
+    band_keys,
+    gather_ranges,
+    optimal_bands,
+    pair_jaccard,
+    permutations,
+    shingle_sets,
+    signatures,
 )
+from cftdata.quality.normalize import ShingleUnit, normalize_many
 
 __all__ = ["Deduplicator", "KeyIndex", "optimal_bands"]
 
-_U64 = np.uint64
 _MISSING = -1
 
 
-@lru_cache(maxsize=64)
-def optimal_bands(threshold: float, num_perm: int, false_positive_weight: float = 0.5) -> tuple[int, int]:
-    """``(bands, rows)`` with ``bands * rows <= num_perm`` minimizing weighted FP + FN probability mass.
+class _Runs:
+    """Sorted ``(keys, values)`` runs with disjoint keys, merged like a log-structured tree."""
 
-    The probability that two texts of Jaccard similarity ``s`` share at least one band is
-    ``1 - (1 - s**rows)**bands``; the false-positive mass is its integral over ``s < threshold``
-    and the false-negative mass that of the complement over ``s >= threshold``. The error is
-    ``w * FP + (1 - w) * FN`` with ``w = false_positive_weight`` (0.5: datasketch's default).
-    ``optimal_bands(0.8, 128) == (9, 13)``; ``optimal_bands(0.8, 128, 0.1) == (14, 9)``.
-    """
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if not 0.0 <= false_positive_weight <= 1.0:
-        raise ValueError(f"false_positive_weight must be in [0, 1], got {false_positive_weight}")
-    grid_lo = np.linspace(0.0, threshold, 201)
-    grid_hi = np.linspace(threshold, 1.0, 201)
-    best: tuple[float, int, int] | None = None
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            fp = np.trapezoid(1 - (1 - grid_lo**r) ** b, grid_lo)
-            fn = np.trapezoid((1 - grid_hi**r) ** b, grid_hi)
-            err = false_positive_weight * fp + (1.0 - false_positive_weight) * fn
-            if best is None or err < best[0]:
-                best = (float(err), b, r)
-    assert best is not None
-    return best[1], best[2]
+    def __init__(self) -> None:
+        self.keys: list[np.ndarray] = []
+        self.vals: list[np.ndarray] = []
+
+    def lookup(self, flat: np.ndarray, found: np.ndarray) -> None:
+        """Write the values of the sorted ``flat`` keys that are present into ``found``."""
+        for run_keys, run_vals in zip(self.keys, self.vals, strict=True):
+            pos = np.searchsorted(run_keys, flat)
+            np.minimum(pos, len(run_keys) - 1, out=pos)
+            hit = run_keys[pos] == flat
+            found[hit] = run_vals[pos[hit]]
+
+    def add(self, keys: np.ndarray, vals: np.ndarray) -> None:
+        self.keys.append(keys)
+        self.vals.append(vals)
+        while len(self.keys) > 1 and len(self.keys[-2]) <= 2 * len(self.keys[-1]):
+            k2, v2 = self.keys.pop(), self.vals.pop()
+            k1, v1 = self.keys.pop(), self.vals.pop()
+            merged = np.concatenate([k1, k2])
+            order = np.argsort(merged, kind="stable")  # timsort: one linear merge of the two runs
+            self.keys.append(merged[order])
+            self.vals.append(np.concatenate([v1, v2])[order])
 
 
 class KeyIndex:
     """A compact ``uint64 -> int`` map for numpy batches: sorted runs merged like a log-structured tree.
 
     Keys are stored once (the first value inserted for a key wins; :meth:`insert_new` skips keys
-    already present). Memory is 12 bytes per key. Lookups are ``np.searchsorted`` over at most
-    ``O(log n)`` runs; runs of similar size are merged, so the total merge work is ``O(n log n)``.
+    already present). Memory is 12 bytes per key. The keys are split by their top 4 bits into 16
+    partitions, each a list of sorted runs; runs of similar size are merged (total merge work
+    ``O(n log n)``, and no merge copies more than a 16th of the index at once). Lookups sort the
+    queries once and run ``np.searchsorted`` over each run of each partition (sorted queries walk
+    a run in order: ten times faster than random ones).
     """
 
+    _CUTS = np.array([k << 60 for k in range(1, 16)], dtype=np.uint64)
+
     def __init__(self) -> None:
-        self._keys: list[np.ndarray] = []
-        self._vals: list[np.ndarray] = []
+        self._parts = [_Runs() for _ in range(16)]
 
     def __len__(self) -> int:
-        return sum(len(k) for k in self._keys)
+        return sum(len(k) for part in self._parts for k in part.keys)
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the key and value arrays."""
-        return sum(k.nbytes + v.nbytes for k, v in zip(self._keys, self._vals, strict=True))
+        return sum(k.nbytes + v.nbytes for part in self._parts for k, v in zip(part.keys, part.vals, strict=True))
 
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Values for ``keys`` (any shape) as int64, ``-1`` where a key is absent."""
+    def _bounds(self, sorted_keys: np.ndarray) -> list[int]:
+        return [0, *np.searchsorted(sorted_keys, self._CUTS).tolist(), len(sorted_keys)]
+
+    def lookup(self, keys: np.ndarray, *, assume_sorted: bool = False) -> np.ndarray:
+        """Values for ``keys`` (any shape) as int64, ``-1`` where a key is absent.
+
+        Pass ``assume_sorted=True`` when ``keys`` is already sorted (skips one sort).
+        """
         flat = np.ascontiguousarray(keys, dtype=np.uint64).ravel()
-        out = np.full(flat.shape, _MISSING, dtype=np.int64)
-        for run_keys, run_vals in zip(self._keys, self._vals, strict=True):
-            pos = np.searchsorted(run_keys, flat)
-            np.minimum(pos, len(run_keys) - 1, out=pos)
-            hit = run_keys[pos] == flat
-            out[hit] = run_vals[pos[hit]]
-        return out.reshape(np.shape(keys))
+        order = None
+        if not assume_sorted and len(flat) > 1:
+            order = np.argsort(flat)
+            flat = flat[order]
+        found = np.full(flat.shape, _MISSING, dtype=np.int64)
+        bounds = self._bounds(flat)
+        for part, lo, hi in zip(self._parts, bounds[:-1], bounds[1:], strict=True):
+            if hi > lo and part.keys:
+                part.lookup(flat[lo:hi], found[lo:hi])
+        if order is not None:
+            out = np.empty_like(found)
+            out[order] = found
+            found = out
+        return found.reshape(np.shape(keys))
 
     def insert_new(self, keys: np.ndarray, values: np.ndarray) -> int:
         """Insert the pairs whose key is not present yet (first pair wins within the batch too).
@@ -130,59 +152,41 @@ class KeyIndex:
         if np.any(values > np.iinfo(np.int32).max) or np.any(values < 0):
             raise ValueError("KeyIndex values must fit in int32 and be >= 0")
         uniq, first = np.unique(keys, return_index=True)
-        absent = self.lookup(uniq) == _MISSING
-        uniq, first = uniq[absent], first[absent]
-        if len(uniq) == 0:
-            return 0
-        self._keys.append(uniq)  # np.unique output is sorted
-        self._vals.append(values[first].astype(np.int32))
-        self._compact()
-        return len(uniq)
+        absent = self.lookup(uniq, assume_sorted=True) == _MISSING
+        self.insert_sorted(uniq[absent], values[first[absent]])
+        return int(absent.sum())
+
+    def insert_sorted(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Insert keys that are sorted, unique and not present yet (the caller knows: no checks)."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        values = np.asarray(values).astype(np.int32)
+        bounds = self._bounds(keys)
+        for part, lo, hi in zip(self._parts, bounds[:-1], bounds[1:], strict=True):
+            if hi > lo:
+                part.add(keys[lo:hi].copy(), values[lo:hi].copy())
 
     def runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The sorted ``(keys, values)`` runs (for saving)."""
-        return list(zip(self._keys, self._vals, strict=True))
+        return [kv for part in self._parts for kv in zip(part.keys, part.vals, strict=True)]
 
     @classmethod
     def from_runs(cls, runs: Sequence[tuple[np.ndarray, np.ndarray]]) -> KeyIndex:
         """Rebuild an index from :meth:`runs` output."""
         idx = cls()
         for keys, vals in runs:
-            idx._keys.append(np.ascontiguousarray(keys, dtype=np.uint64))
-            idx._vals.append(np.ascontiguousarray(vals, dtype=np.int32))
+            keys = np.ascontiguousarray(keys, dtype=np.uint64)
+            vals = np.ascontiguousarray(vals, dtype=np.int32)
+            bounds = idx._bounds(keys)
+            for part, lo, hi in zip(idx._parts, bounds[:-1], bounds[1:], strict=True):
+                if hi > lo:
+                    part.keys.append(keys[lo:hi])
+                    part.vals.append(vals[lo:hi])
         return idx
 
-    def _compact(self) -> None:
-        while len(self._keys) > 1 and len(self._keys[-2]) <= 2 * len(self._keys[-1]):
-            k2, v2 = self._keys.pop(), self._vals.pop()
-            k1, v1 = self._keys.pop(), self._vals.pop()
-            keys = np.concatenate([k1, k2])
-            order = np.argsort(keys, kind="stable")
-            self._keys.append(keys[order])
-            self._vals.append(np.concatenate([v1, v2])[order])
 
-
-class _SignatureStore:
-    """MinHash signatures of kept rows, one contiguous block per shard (no regrowth copies)."""
-
-    def __init__(self) -> None:
-        self._blocks: list[np.ndarray] = []
-        self._starts: list[int] = []
-        self._n = 0
-
-    def append(self, block: np.ndarray) -> None:
-        if len(block):
-            self._blocks.append(np.ascontiguousarray(block))
-            self._starts.append(self._n)
-            self._n += len(block)
-
-    def get(self, index: int) -> np.ndarray:
-        b = bisect.bisect_right(self._starts, index) - 1
-        return self._blocks[b][index - self._starts[b]]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(b.nbytes for b in self._blocks)
+def _view(buf: array, dtype: type) -> np.ndarray:
+    """A numpy copy-free view of an ``array.array`` (drop it before the array grows)."""
+    return np.frombuffer(buf, dtype=dtype) if len(buf) else np.zeros(0, dtype=dtype)
 
 
 class Deduplicator:
@@ -196,27 +200,30 @@ class Deduplicator:
 
     Args:
         exact: flag rows whose :func:`~cftdata.quality.normalize.normalize_text` form equals an
-            earlier row's (compared by 8-byte BLAKE2b digests; texts are never stored).
-        near: flag rows whose shingle sets have estimated Jaccard similarity >= ``threshold``
-            with an earlier kept row (MinHash LSH).
+            earlier row's (compared by 8-byte digests; texts are never stored).
+        near: flag rows whose shingle sets have Jaccard similarity >= ``threshold`` with an
+            earlier kept row (MinHash LSH candidates, verified).
         num_perm: MinHash permutations (signature length).
         shingle: shingle size: words per n-gram (``shingle_unit="word"``) or characters
             (``shingle_unit="char"``). Texts shorter than one shingle get one shingle of all tokens.
         threshold: Jaccard similarity at or above which two texts are near-duplicates.
         seed: seeds the MinHash permutations; indexes built with different seeds are incompatible.
         shingle_unit: ``"word"`` (default) or ``"char"``.
-        bands: LSH bands; default: :func:`optimal_bands` (14 x 9 for the defaults; 9 x 13 with
+        bands: LSH bands; default: :func:`optimal_bands` (18 x 7 for the defaults; 14 x 9 with
             ``verify=False``).
         rows: signature values per band when ``bands`` is given (default ``num_perm // bands``).
-        verify: confirm each LSH candidate by signature similarity (stores signatures:
-            ``num_perm * 4`` bytes per indexed row). Without it, any shared band means duplicate.
+        verify: confirm each LSH candidate by the two rows' Jaccard similarity: exact from the
+            stored shingle sets (rows of at most ``num_perm`` shingles), else estimated from the
+            signatures. Without it, any shared band means duplicate and nothing but band keys is
+            stored.
         transitive: also index near-duplicates, so a row that matches a dropped near-duplicate
             is dropped too (pointing at that one's kept original). Catches chains of small edits
             (A, A', A'') at the price of indexing every non-exact row; each link is verified
             against the row it matched, not against the kept original. Default off: every
             returned id then names a kept row that the dropped row itself matched.
-        threads: threads for the MinHash matrix work (numpy releases the GIL); default
-            ``min(4, os.cpu_count())``.
+        threads: worker threads for the text work (normalization, hashing, MinHash, index
+            lookups), chunk by chunk; numpy releases the GIL. Default ``min(4, os.cpu_count())``;
+            the verdicts do not depend on it.
     """
 
     def __init__(
@@ -255,8 +262,9 @@ class Deduplicator:
         self.verify = verify
         self.transitive = transitive
         if bands is None:
-            # Verified candidates cost little, so favour recall (more, shorter bands) when verifying.
-            bands, rows = optimal_bands(min(threshold, 0.99), num_perm, 0.1 if verify else 0.5)
+            # Verified candidates cost little and never drop a pair below the threshold, so the
+            # bands lean to recall (1 % weight on false positives) when verifying.
+            bands, rows = optimal_bands(min(threshold, 0.99), num_perm, 0.01 if verify else 0.1)
         else:
             if not 1 <= bands <= num_perm:
                 raise ValueError(f"bands must be in [1, num_perm], got {bands}")
@@ -265,20 +273,18 @@ class Deduplicator:
                 raise ValueError(f"bands * rows must be <= num_perm ({bands} * {rows} > {num_perm})")
         self.bands, self.rows = bands, rows
         self.threads = max(1, threads if threads is not None else min(4, os.cpu_count() or 1))
-        # Permutation multipliers (odd) and band-key multipliers, from the seed; pure-Python PRNG
-        # so they never depend on the numpy version.
-        self._perm_a = np.array([v | 1 for v in splitmix64_sequence(seed, num_perm)], dtype=np.uint64)
-        band_mult = splitmix64_sequence(seed ^ 0xB4AD5EED, bands * rows + bands)
-        self._band_mult = np.array([v | 1 for v in band_mult[: bands * rows]], dtype=np.uint64).reshape(
-            bands, rows
-        )
-        self._band_salt = np.array(band_mult[bands * rows :], dtype=np.uint64)
-        self._hasher = TokenHasher()
+        self._perm = permutations(seed, num_perm)
         self._exact_index = KeyIndex()
         self._band_index = KeyIndex()
-        self._sigs = _SignatureStore()  # signature of each LSH slot
-        self._slot_rep = array("i")  # LSH slot -> index of its kept representative
-        self._kept_ids: list[str] = []
+        # Indexed rows ("slots": kept rows; with transitive=True also near-duplicates).
+        self._slot_rep = array("i")  # slot -> index of its kept representative
+        self._slot_pos = array("q")  # slot -> start of its shingle set in _sets, or of its signature in _sigs
+        self._slot_len = array("i")  # slot -> shingle set size, or -1 when the signature is stored
+        self._sets = array("I")  # shingle sets of slots, end to end
+        self._sigs = array("I")  # signatures of slots with more than num_perm shingles
+        # Kept ids: UTF-8 bytes end to end, and where each ends.
+        self._id_bytes = bytearray()
+        self._id_ends = array("q")
         self._pool: ThreadPoolExecutor | None = None
         self._n_seen = 0
         self._n_exact = 0
@@ -299,130 +305,93 @@ class Deduplicator:
         n = len(texts)
         if n == 0:
             return []
-        normalized = [normalize_text(t) if t else "" for t in texts]
-        base = len(self._kept_ids)  # global index of the first row kept in this shard
+        # The text work runs on chunks of the shard in parallel threads (numpy and the MinHash
+        # kernel release the GIL) and keeps only compact sketches; the decisions afterwards run on
+        # the whole shard, in order.
+        chunks = [texts[lo : lo + _CHUNK] for lo in range(0, n, _CHUNK)]
+        sketch = _Sketch.merge(self._map(self._sketch, chunks), lambda fn, items: self._map(fn, list(items)))
+        base = len(self._id_ends)  # global index of the first row kept in this shard
         rep = np.full(n, _MISSING, dtype=np.int64)  # global kept index each row maps to
-        result: list[str | None] = [None] * n
 
         # 1. Exact: digest of the normalized text vs earlier shards and earlier rows of this shard.
-        digests = np.fromiter(map(text_digest, normalized), dtype=np.uint64, count=n)
-        uniq, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+        uniq, first, inverse = np.unique(sketch.digests, return_index=True, return_inverse=True)
         first_row = first[inverse]  # first row of this shard with the same digest
+        is_first = first_row == np.arange(n)
         if self.exact:
-            prior = self._exact_index.lookup(uniq)[inverse]
+            prior_uniq = self._exact_index.lookup(uniq, assume_sorted=True)
+            prior = prior_uniq[inverse]
             rep[prior >= 0] = prior[prior >= 0]
-            todo = np.flatnonzero((prior < 0) & (first_row == np.arange(n)))
+            todo = np.flatnonzero((prior < 0) & is_first)
             n_exact = n - len(todo)
         else:
-            todo = np.arange(n)
+            todo = np.flatnonzero(is_first)  # a repeat within the shard gets its first row's verdict
             n_exact = 0
-        # Rows left: new texts; only these get signatures.
 
-        # 2. Near: MinHash + LSH band keys for the rows still undecided. Rows enter the LSH index as
-        #    "slots" (kept rows; with transitive=True also near-duplicates); slot -> kept index.
+        # 2. Near: the rows left (new texts) against the LSH index and each other.
         keep_mask = np.zeros(n, dtype=bool)
         if self.near and len(todo):
-            sig_t = self._signatures([normalized[i] for i in todo])  # (num_perm, len(todo))
-            keys = self._band_keys(sig_t)  # (len(todo), bands)
-            prior_band = self._band_index.lookup(keys)
-            _, kinv, kcount = np.unique(keys.ravel(), return_inverse=True, return_counts=True)
-            shared = (kcount[kinv] > 1).reshape(keys.shape)
-            slow = (prior_band >= 0).any(axis=1) | shared.any(axis=1)
-            slot_base = len(self._slot_rep)
-            local: dict[int, int] = {}  # band key -> slot of a row of this shard
-            new_slot_pos: list[int] = []  # position in `todo` of each slot created in this shard
-            new_slot_rep: list[int] = []
-            next_index = base
-            for pos in range(len(todo)):
-                row = int(todo[pos])
-                if not self.exact and first_row[row] != row:
-                    # Identical normalized text earlier in this shard: same signature, same verdict.
-                    rep[row] = rep[first_row[row]]
-                    continue
-                if slow[pos]:
-                    slot = self._near_match(
-                        pos, sig_t, keys, prior_band, shared, local, new_slot_pos, slot_base
-                    )
-                    if slot >= 0:
-                        rep[row] = (
-                            self._slot_rep[slot] if slot < slot_base else new_slot_rep[slot - slot_base]
-                        )
-                        if not self.transitive:
-                            continue
-                if rep[row] < 0:
-                    rep[row] = next_index
-                    keep_mask[row] = True
-                    next_index += 1
-                if slow[pos]:
-                    new_slot = slot_base + len(new_slot_pos)
-                    for j in np.flatnonzero(shared[pos]):
-                        local.setdefault(int(keys[pos, j]), new_slot)
-                new_slot_pos.append(pos)
-                new_slot_rep.append(int(rep[row]))
-            slot_pos = np.asarray(new_slot_pos, dtype=np.int64)
-            self._band_index.insert_new(
-                keys[slot_pos], np.repeat(slot_base + np.arange(len(slot_pos)), self.bands)
-            )
-            self._slot_rep.extend(new_slot_rep)
-            if self.verify:
-                self._sigs.append(np.ascontiguousarray(sig_t[:, slot_pos].T))
+            rep_near, keep_mask = self._near(sketch, todo, base)
+            rep[todo] = rep_near[todo]
         else:
-            # Exact only (or nothing left): every first occurrence of a new text is kept.
             keep_mask[todo] = True
             rep[todo] = base + np.arange(len(todo))
+        del sketch
 
-        # Rows that repeat an earlier row of this shard map to that row's representative.
-        if self.exact:
-            same = (rep < 0) & (first_row != np.arange(n))
-            rep[same] = rep[first_row[same]]
-        kept_rows = np.flatnonzero(keep_mask)
-        self._kept_ids.extend(str(ids[i]) for i in kept_rows)
+        # Rows repeating an earlier row of this shard map to that row's representative.
+        same = (rep < 0) & ~is_first
+        rep[same] = rep[first_row[same]]
+        self._add_ids([ids[i] for i in np.flatnonzero(keep_mask).tolist()])
         # Digest of every first occurrence -> its representative (so copies of near-dups resolve too).
         if self.exact:
-            self._exact_index.insert_new(digests[first], rep[first])
+            absent = prior_uniq < 0
+            self._exact_index.insert_sorted(uniq[absent], rep[first[absent]])
 
-        kept_ids = self._kept_ids
-        for i in np.flatnonzero(~keep_mask):
-            result[i] = kept_ids[int(rep[i])]
-        n_dup = n - len(kept_rows)
+        result: list[str | None] = [None] * n
+        dropped = np.flatnonzero(~keep_mask)
+        for i, target in zip(dropped.tolist(), self._ids_at(rep[dropped]), strict=True):
+            result[i] = target
+        n_dup = len(dropped)
         self._n_exact += n_exact
         self._n_near += n_dup - n_exact
         self._n_seen += n
         return result
 
     def stats(self) -> dict[str, Any]:
-        """Counts so far and the approximate memory the index holds (bytes)."""
-        # Kept ids: CPython ASCII str = 49 bytes + length, plus an 8-byte list slot.
-        ids_bytes = sum(map(len, self._kept_ids)) + 57 * len(self._kept_ids)
+        """Counts so far and the memory the index holds (bytes)."""
         index_bytes = (
             self._exact_index.nbytes
             + self._band_index.nbytes
-            + self._sigs.nbytes
-            + self._slot_rep.itemsize * len(self._slot_rep)
-            + ids_bytes
+            + sum(a.itemsize * len(a) for a in (self._slot_rep, self._slot_pos, self._slot_len))
+            + self._sets.itemsize * len(self._sets)
+            + self._sigs.itemsize * len(self._sigs)
+            + len(self._id_bytes)
+            + self._id_ends.itemsize * len(self._id_ends)
         )
+        stored_sigs = len(self._sigs) // self.num_perm
         return {
             "seen": self._n_seen,
-            "kept": len(self._kept_ids),
-            "duplicates": self._n_seen - len(self._kept_ids),
+            "kept": len(self._id_ends),
+            "duplicates": self._n_seen - len(self._id_ends),
             "exact_duplicates": self._n_exact,
             "near_duplicates": self._n_near,
             "candidates_rejected": self._n_candidates_rejected,
             "exact_keys": len(self._exact_index),
             "band_keys": len(self._band_index),
             "lsh_rows": len(self._slot_rep),
+            "stored_shingle_sets": len(self._slot_rep) - stored_sigs if self.verify else 0,
+            "stored_signatures": stored_sigs,
             "bands": self.bands,
             "rows_per_band": self.rows,
             "index_bytes": index_bytes,
             "index_mb": round(index_bytes / 2**20, 1),
         }
 
-    _STATE_VERSION = 1
+    _STATE_VERSION = 2
 
     def save(self, path: str | Path) -> None:
-        """Write the whole index (config, counters, digests, band keys, signatures, kept ids) to
-        ``path`` as an uncompressed ``.npz`` (no pickle), so a resumed build can :meth:`load` it
-        instead of re-feeding earlier shards."""
+        """Write the whole index (config, counters, digests, band keys, shingle sets, signatures,
+        kept ids) to ``path`` as an uncompressed ``.npz`` (no pickle), so a resumed build can
+        :meth:`load` it instead of re-feeding earlier shards."""
         config = {
             "version": self._STATE_VERSION,
             "exact": self.exact,
@@ -440,16 +409,17 @@ class Deduplicator:
         }
         arrays: dict[str, np.ndarray] = {
             "config": np.array(json.dumps(config)),
-            "kept_ids": np.array(self._kept_ids, dtype=str),
-            "slot_rep": np.frombuffer(self._slot_rep, dtype=np.int32)
-            if len(self._slot_rep)
-            else np.zeros(0, np.int32),
+            "id_bytes": np.frombuffer(bytes(self._id_bytes), dtype=np.uint8),
+            "id_ends": _view(self._id_ends, np.int64),
+            "slot_rep": _view(self._slot_rep, np.int32),
+            "slot_pos": _view(self._slot_pos, np.int64),
+            "slot_len": _view(self._slot_len, np.int32),
+            "sets": _view(self._sets, np.uint32),
+            "sigs": _view(self._sigs, np.uint32),
         }
         for name, index in (("exact", self._exact_index), ("band", self._band_index)):
             for i, (keys, vals) in enumerate(index.runs()):
                 arrays[f"{name}_keys_{i}"], arrays[f"{name}_vals_{i}"] = keys, vals
-        for i, block in enumerate(self._sigs._blocks):
-            arrays[f"sig_{i}"] = block
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -459,12 +429,25 @@ class Deduplicator:
         with np.load(path, allow_pickle=False) as data:
             config = json.loads(str(data["config"]))
             if config.pop("version", None) != cls._STATE_VERSION:
-                raise ValueError(f"{path}: not a Deduplicator state of version {cls._STATE_VERSION}")
+                raise ValueError(
+                    f"{path}: not a Deduplicator state of version {cls._STATE_VERSION} (written by "
+                    "another cftdata version; rebuild the index from the start)"
+                )
             counters = config.pop("counters")
             dedup = cls(**config, threads=threads)
             dedup._n_seen, dedup._n_exact, dedup._n_near, dedup._n_candidates_rejected = counters
-            dedup._kept_ids = data["kept_ids"].tolist()
-            dedup._slot_rep = array("i", data["slot_rep"].astype(np.int32).tobytes())
+            dedup._id_bytes = bytearray(data["id_bytes"].tobytes())
+            for name, code in (
+                ("id_ends", "q"),
+                ("slot_rep", "i"),
+                ("slot_pos", "q"),
+                ("slot_len", "i"),
+                ("sets", "I"),
+                ("sigs", "I"),
+            ):
+                target = array(code)
+                target.frombytes(data[name].tobytes())
+                setattr(dedup, "_" + name, target)
 
             def runs(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
                 out, i = [], 0
@@ -475,10 +458,6 @@ class Deduplicator:
 
             dedup._exact_index = KeyIndex.from_runs(runs("exact"))
             dedup._band_index = KeyIndex.from_runs(runs("band"))
-            i = 0
-            while f"sig_{i}" in data:
-                dedup._sigs.append(data[f"sig_{i}"])
-                i += 1
         return dedup
 
     def close(self) -> None:
@@ -489,73 +468,334 @@ class Deduplicator:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _near_match(
-        self,
-        pos: int,
-        sig_t: np.ndarray,
-        keys: np.ndarray,
-        prior_band: np.ndarray,
-        shared: np.ndarray,
-        local: dict[int, int],
-        new_slot_pos: list[int],
-        slot_base: int,
-    ) -> int:
-        """Earliest indexed slot sharing a band with row ``pos`` (and passing verification), or -1."""
-        cands: set[int] = {int(g) for g in prior_band[pos] if g >= 0}
-        for j in np.flatnonzero(shared[pos]):
-            g = local.get(int(keys[pos, j]))
-            if g is not None:
-                cands.add(g)
-        if not self.verify:
-            return min(cands) if cands else _MISSING
-        need = self.threshold * self.num_perm - 1e-9
-        sig = sig_t[:, pos]
-        for g in sorted(cands):
-            other = self._sigs.get(g) if g < slot_base else sig_t[:, new_slot_pos[g - slot_base]]
-            if np.count_nonzero(sig == other) >= need:
-                return g
-            self._n_candidates_rejected += 1
-        return _MISSING
-
-    def _signatures(self, normalized: list[str]) -> np.ndarray:
-        """MinHash signatures, transposed: ``(num_perm, len(normalized))`` uint32."""
-        shingles, offsets = ngram_hashes(
-            normalized, self.shingle, unit=self.shingle_unit, hasher=self._hasher
-        )
-        n = len(normalized)
-        out = np.empty((self.num_perm, n), dtype=np.uint32)
-        # Chunks of whole texts of ~16K shingles keep the (perms x shingles) product cache-sized.
-        cuts = np.searchsorted(offsets, np.arange(16384, int(offsets[-1]), 16384))
-        bounds = [0, *sorted({int(c) for c in cuts if 0 < c < n}), n]
-        parts = np.array_split(np.arange(self.num_perm), min(self.threads, self.num_perm))
-
-        def work(perm_rows: np.ndarray) -> None:
-            a = self._perm_a[perm_rows][:, None]
-            p0, p1 = int(perm_rows[0]), int(perm_rows[-1]) + 1
-            for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
-                s0, s1 = int(offsets[lo]), int(offsets[hi])
-                prod = np.multiply(a, shingles[None, s0:s1])  # wraps mod 2**64
-                low = np.minimum.reduceat(prod, offsets[lo:hi] - s0, axis=1)
-                low >>= _U64(32)
-                out[p0:p1, lo:hi] = low
-
-        if self.threads == 1 or n < 64:
-            work(np.arange(self.num_perm))
+    def _add_ids(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        ids = list(map(str, ids))
+        joined = "".join(ids)
+        if joined.isascii():  # one encode; byte lengths are character lengths
+            data, sizes = joined.encode("ascii"), map(len, ids)
         else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minhash")
-            for f in [self._pool.submit(work, p) for p in parts]:
-                f.result()
+            encoded = [i.encode("utf-8") for i in ids]
+            data, sizes = b"".join(encoded), map(len, encoded)
+        start = len(self._id_bytes)
+        self._id_bytes += data
+        ends = np.cumsum(np.fromiter(sizes, dtype=np.int64, count=len(ids))) + start
+        self._id_ends.frombytes(ends.tobytes())
+
+    def _ids_at(self, kept: np.ndarray) -> list[str]:
+        ends = _view(self._id_ends, np.int64)
+        stop = ends[kept].tolist()
+        start = np.where(kept > 0, ends[np.maximum(kept - 1, 0)], 0).tolist()
+        raw = self._id_bytes
+        return [raw[a:b].decode("utf-8") for a, b in zip(start, stop, strict=True)]
+
+    def _map(self, fn: Any, items: list) -> list:
+        """``[fn(x) for x in items]``, on the worker threads when there are several items."""
+        if len(items) == 1 or self.threads == 1:
+            return [fn(x) for x in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dedup")
+        return list(self._pool.map(fn, items))
+
+    def _sketch(self, texts: Sequence[str | None]) -> _Sketch:
+        """Everything about a chunk of texts that does not depend on the other rows of the shard:
+        digests, shingle sets, band keys (sorted), the indexed slots they meet (verified) and, for
+        long rows only, signatures. Runs on worker threads: it only reads the index."""
+        batch = normalize_many(texts)
+        digests = batch.digests()
+        if not self.near:
+            return _Sketch(digests)
+        hashes, offsets = batch.ngrams(self.shingle, unit=self.shingle_unit)
+        del batch
+        values, set_off = shingle_sets(hashes, offsets)
+        del hashes
+        sig = signatures(values, set_off, self._perm)
+        flat = band_keys(sig, self.bands, self.rows, self.seed).ravel()
+        # Signatures are needed later only by rows that may match a row stored by its signature
+        # (more than num_perm shingles): rows of more than threshold * num_perm shingles.
+        sig_rows = np.flatnonzero(np.diff(set_off) > self.threshold * self.num_perm)
+        sketch = _Sketch(digests, values, set_off, sig_rows, np.ascontiguousarray(sig[:, sig_rows].T))
+        del sig
+        order = np.argsort(flat)
+        sketch.sorted_keys = flat[order]
+        sketch.sorted_rows = order // self.bands
+        prior = self._band_index.lookup(sketch.sorted_keys, assume_sorted=True)
+        sketch.indexed = prior >= 0
+        # Every (row, indexed slot) pair met through a band key, verified; pairs sorted by (row,
+        # slot): the first verified pair of a row is its earliest slot.
+        hit = sketch.indexed
+        pairs = np.unique((sketch.sorted_rows[hit].astype(np.uint64) << np.uint64(32)) | prior[hit].astype(np.uint64))
+        rows = (pairs >> np.uint64(32)).astype(np.int64)
+        slots = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        ok = self._verify_indexed(sketch, rows, slots)
+        sketch.rejected = int(np.count_nonzero(~ok))
+        rows, slots = rows[ok], slots[ok]
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = rows[1:] != rows[:-1]
+        sketch.best_prior = np.full(len(digests), _MISSING, dtype=np.int64)
+        sketch.best_prior[rows[first]] = slots[first]
+        return sketch
+
+    def _verify_indexed(self, sketch: _Sketch, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Whether each (row of ``sketch``, indexed slot) pair reaches the threshold."""
+        if not self.verify or len(rows) == 0:
+            return np.ones(len(rows), dtype=bool)
+        ok = np.zeros(len(rows), dtype=bool)
+        slot_len = _view(self._slot_len, np.int32)[slots].astype(np.int64)
+        slot_pos = _view(self._slot_pos, np.int64)[slots]
+        as_set = slot_len >= 0
+        if as_set.any():
+            off, lens = sketch.set_off, np.diff(sketch.set_off)
+            r = rows[as_set]
+            sim = pair_jaccard(
+                sketch.values, off[r], lens[r], _view(self._sets, np.uint32), slot_pos[as_set], slot_len[as_set]
+            )
+            ok[as_set] = sim >= self.threshold - 1e-12
+        # Slots stored by signature (more than num_perm shingles): the estimate, for rows that are
+        # long enough to reach the threshold (and so kept their signature); shorter rows cannot.
+        by_sig = np.flatnonzero(~as_set)
+        by_sig = by_sig[sketch.has_signature(rows[by_sig])]
+        if len(by_sig):
+            stored = _view(self._sigs, np.uint32)[gather_ranges(slot_pos[by_sig], np.full(len(by_sig), self.num_perm))]
+            equal = np.count_nonzero(stored.reshape(-1, self.num_perm) == sketch.signature(rows[by_sig]), axis=1)
+            ok[by_sig] = equal >= self.threshold * self.num_perm - 1e-9
+        return ok
+
+    def _near(self, sketch: _Sketch, todo: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decide the rows ``todo`` of the shard (new texts, ascending) against the LSH index and
+        each other; index the new slots. Returns, per row of the shard, the representative (global
+        kept index; meaningful for ``todo``) and whether the row is kept."""
+        m = len(sketch.digests)
+        active = np.zeros(m, dtype=bool)
+        active[todo] = True
+        self._n_candidates_rejected += sketch.rejected
+        cand = _Candidates(self, sketch, None if len(todo) == m else active)
+
+        # Rows that share no band key with another row of this shard are decided on their own; the
+        # others (a few percent: edits of rows of the same shard), one by one in order.
+        best_prior = np.where(active, sketch.best_prior, _MISSING)  # earliest verified indexed slot
+        slot_base = len(self._slot_rep)
+        is_dup = (best_prior >= 0) | ~active  # (rows not to decide are neither kept nor indexed)
+        dup = is_dup.tolist()
+        slot = (active & (~is_dup | self.transitive)).tolist()
+        match_row: dict[int, int] = {}  # row -> the earlier row of this shard it duplicates
+        xs, heads, groups, verified = cand.local_pairs
+        k, end = 0, len(xs)
+        while k < end:
+            x, first = xs[k], k
+            while k < end and xs[k] == x:
+                k += 1
+            if dup[x]:
+                continue
+            # Pairs are sorted by head: the first indexed, verified head is the earliest match...
+            found = next((heads[j] for j in range(first, k) if slot[heads[j]] and verified[j]), None)
+            # ... unless a group's first row is not indexed: then its first indexed row before x.
+            others = {cand.first_slot(groups[j], x, slot) for j in range(first, k) if not slot[heads[j]]}
+            for y in sorted(y for y in others if y is not None and (found is None or y < found)):
+                if cand.local_match(x, y):
+                    found = y
+                    break
+            if found is not None:
+                dup[x] = True
+                match_row[x] = found
+                slot[x] = self.transitive
+        is_dup = np.array(dup, dtype=bool)
+        is_slot = np.array(slot, dtype=bool)
+
+        kept = ~is_dup
+        rep = np.full(m, _MISSING, dtype=np.int64)  # (is_dup holds the rows not to decide)
+        rep[kept] = base + np.arange(int(kept.sum()))
+        from_prior = best_prior >= 0
+        if from_prior.any():
+            slot_rep = _view(self._slot_rep, np.int32)
+            rep[from_prior] = slot_rep[best_prior[from_prior]]
+            del slot_rep
+        for x in sorted(match_row):  # ascending: each target is resolved first
+            rep[x] = rep[match_row[x]]
+
+        # Index the new slots: band keys (first slot wins a key), then what verification needs.
+        slots = np.flatnonzero(is_slot)
+        slot_id = np.full(m, _MISSING, dtype=np.int64)
+        slot_id[slots] = slot_base + np.arange(len(slots))
+        self._band_index.insert_sorted(*cand.new_band_entries(slot_id))
+        self._slot_rep.frombytes(rep[slots].astype(np.int32).tobytes())
+        if self.verify:
+            self._store(slots, sketch)
+        return rep, kept
+
+    def _store(self, slots: np.ndarray, sketch: _Sketch) -> None:
+        """Append the shingle set (at most num_perm shingles) or else the signature of each slot."""
+        set_len = np.diff(sketch.set_off)
+        as_set = set_len[slots] <= self.num_perm
+        pos = np.empty(len(slots), dtype=np.int64)
+        lens = np.where(as_set, set_len[slots], -1).astype(np.int32)
+        set_rows = slots[as_set]
+        sizes = set_len[set_rows]
+        pos[as_set] = len(self._sets) + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        take = np.zeros(len(set_len), dtype=bool)
+        take[set_rows] = True
+        self._sets.frombytes(sketch.values[np.repeat(take, set_len)].tobytes())
+        sig_rows = slots[~as_set]
+        pos[~as_set] = len(self._sigs) + self.num_perm * np.arange(len(sig_rows), dtype=np.int64)
+        self._sigs.frombytes(sketch.signature(sig_rows).tobytes())
+        self._slot_pos.frombytes(pos.tobytes())
+        self._slot_len.frombytes(lens.tobytes())
+
+
+_KEY_RANGES = np.array([1 << 63], dtype=np.uint64)  # the merge of band keys runs on these ranges in parallel
+_CHUNK = 4096  # rows per unit of text work (its temporaries stay in cache; ~12 per 50K-row shard)
+
+
+class _Sketch:
+    """What the near-duplicate search needs of a run of rows.
+
+    ``digests`` of the normalized texts; shingle sets (flat ``values``, ``set_off``); the
+    signatures ``(len(sig_rows), num_perm)`` of the rows ``sig_rows`` (those long enough to need
+    one); all band keys sorted (``sorted_keys``, with their ``sorted_rows`` and whether each is
+    ``indexed`` already); ``best_prior``, each row's earliest verified indexed slot (-1: none);
+    ``rejected``, the candidate pairs that failed verification.
+    """
+
+    def __init__(
+        self,
+        digests: np.ndarray,
+        values: np.ndarray | None = None,
+        set_off: np.ndarray | None = None,
+        sig_rows: np.ndarray | None = None,
+        sigs: np.ndarray | None = None,
+    ) -> None:
+        n = len(digests)
+        self.digests = digests
+        self.values = values if values is not None else np.zeros(0, dtype=np.uint32)
+        self.set_off = set_off if set_off is not None else np.zeros(n + 1, dtype=np.int64)
+        self.sig_rows = sig_rows if sig_rows is not None else np.zeros(0, dtype=np.int64)
+        self.sigs = sigs if sigs is not None else np.zeros((0, 1), dtype=np.uint32)
+        self.sorted_keys = np.zeros(0, dtype=np.uint64)
+        self.sorted_rows = np.zeros(0, dtype=np.int64)
+        self.indexed = np.zeros(0, dtype=bool)
+        self.best_prior = np.full(n, _MISSING, dtype=np.int64)
+        self.rejected = 0
+
+    @classmethod
+    def merge(cls, parts: list[_Sketch], map_fn: Any = None) -> _Sketch:
+        """The sketches of consecutive runs of rows, end to end (band keys merged in order; the
+        merge is split into ranges of key values, run through ``map_fn`` (``map``-like: threads))."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets, sig_rows, rows, row0, value0 = [parts[0].set_off[:1]], [], [], 0, 0
+        for p in parts:
+            offsets.append(p.set_off[1:] + value0)
+            sig_rows.append(p.sig_rows + row0)
+            rows.append(p.sorted_rows + row0)
+            row0 += len(p.digests)
+            value0 += int(p.set_off[-1])
+        out = cls(
+            np.concatenate([p.digests for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            np.concatenate(offsets),
+            np.concatenate(sig_rows),
+            np.concatenate([p.sigs for p in parts]),
+        )
+        cuts = [np.searchsorted(p.sorted_keys, _KEY_RANGES) for p in parts]
+
+        def merge_range(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            sl = [slice(0 if r == 0 else c[r - 1], len(p.sorted_keys) if r == len(_KEY_RANGES) else c[r])
+                  for p, c in zip(parts, cuts, strict=True)]  # fmt: skip
+            keys = np.concatenate([p.sorted_keys[i] for p, i in zip(parts, sl, strict=True)])
+            order = np.argsort(keys, kind="stable")  # sorted runs: a merge
+            return (
+                keys[order],
+                np.concatenate([rw[i] for rw, i in zip(rows, sl, strict=True)])[order],
+                np.concatenate([p.indexed[i] for p, i in zip(parts, sl, strict=True)])[order],
+            )
+
+        merged = list((map_fn or map)(merge_range, range(len(_KEY_RANGES) + 1)))
+        out.sorted_keys = np.concatenate([m[0] for m in merged])
+        out.sorted_rows = np.concatenate([m[1] for m in merged])
+        out.indexed = np.concatenate([m[2] for m in merged])
+        out.best_prior = np.concatenate([p.best_prior for p in parts])
+        out.rejected = sum(p.rejected for p in parts)
         return out
 
-    def _band_keys(self, sig_t: np.ndarray) -> np.ndarray:
-        """One 64-bit key per (row, band), ``(n, bands)``: the band's values hashed, band number salted in."""
-        n = sig_t.shape[1]
-        keys = np.empty((self.bands, n), dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for j in range(self.bands):
-                acc = np.full(n, self._band_salt[j], dtype=np.uint64)
-                for k in range(self.rows):
-                    acc += sig_t[j * self.rows + k].astype(np.uint64) * self._band_mult[j, k]
-                keys[j] = acc
-        return np.ascontiguousarray(mix64(keys).T)
+    def signature(self, rows: np.ndarray) -> np.ndarray:
+        """Signatures of ``rows`` (each must be in ``sig_rows``), ``(len(rows), num_perm)``."""
+        return self.sigs[np.searchsorted(self.sig_rows, rows)]
+
+    def has_signature(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each of ``rows`` kept its signature."""
+        if not len(self.sig_rows):
+            return np.zeros(len(rows), dtype=bool)
+        at = np.minimum(np.searchsorted(self.sig_rows, rows), len(self.sig_rows) - 1)
+        return self.sig_rows[at] == rows
+
+
+class _Candidates:
+    """Rows of one shard's new rows that share a band key (a *group*), for the in-order pass.
+
+    Pairs (row, first row of each group it is in) are verified at once; a pair whose first row
+    turns out not indexed is replaced by the group's first indexed row, verified on demand.
+    """
+
+    def __init__(self, dedup: Deduplicator, sketch: _Sketch, active: np.ndarray | None) -> None:
+        self.d = dedup
+        self.sketch = sketch
+        keys, rows, indexed = sketch.sorted_keys, sketch.sorted_rows, sketch.indexed
+        if active is not None:  # only the rows to decide take part
+            keep = active[rows]
+            keys, rows, indexed = keys[keep], rows[keep], indexed[keep]
+        self._keys, self._rows, self._indexed = keys, rows, indexed
+        same = keys[1:] == keys[:-1]
+        in_group = np.zeros(len(keys), dtype=bool)
+        in_group[:-1] = same
+        in_group[1:] |= same
+        self._first_of_key = np.r_[True, ~same]  # where a run of equal keys starts
+        at = np.flatnonzero(in_group)
+        self._at = at
+        g_rows = rows[at]
+        new = np.ones(len(at), dtype=bool)
+        new[1:] = ~same[at[1:] - 1]  # a group starts where the key differs from the previous one
+        g_ids = np.cumsum(new) - 1
+        self._g_rows, self._g_ids, self._g_new = g_rows, g_ids, new
+        self.local_pairs: tuple[list[int], list[int], list[int], list[bool]] = ([], [], [], [])
+        if len(g_rows):
+            head = np.minimum.reduceat(g_rows, np.flatnonzero(new))[g_ids]
+            # (row, head of a group it is in) pairs, one group kept per pair, verified at once.
+            sel = g_rows != head
+            pair = (g_rows[sel].astype(np.uint64) << np.uint64(32)) | head[sel].astype(np.uint64)
+            pair, first = np.unique(pair, return_index=True)  # sorted by row, then head
+            xs = (pair >> np.uint64(32)).astype(np.int64)
+            hs = (pair & np.uint64(0xFFFFFFFF)).astype(np.int64)
+            ok = self._verify(xs, hs)
+            self.local_pairs = (xs.tolist(), hs.tolist(), g_ids[sel][first].tolist(), ok.tolist())
+
+    def new_band_entries(self, slot_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Band keys to index (sorted, not indexed yet) and their slots: each key of this shard's
+        new slots goes to the first slot (in row order) that has it."""
+        big = np.iinfo(np.int64).max
+        slot_of = slot_id[self._rows]
+        slot_of[(slot_of < 0) | self._indexed] = big
+        if len(self._at):  # keys shared by several rows: the first slot of each, at its first position
+            group_first = np.minimum.reduceat(slot_of[self._at], np.flatnonzero(self._g_new))
+            slot_of[self._at[self._g_new]] = group_first
+        keep = self._first_of_key & (slot_of != big)
+        return self._keys[keep], slot_of[keep]
+
+    def first_slot(self, group: int, x: int, slot: list[bool]) -> int | None:
+        """The first row of ``group`` (a band key of this shard) before ``x`` that is indexed."""
+        lo, hi = np.searchsorted(self._g_ids, [group, group + 1])
+        return next((r for r in sorted(self._g_rows[lo:hi].tolist()) if r < x and slot[r]), None)
+
+    def local_match(self, x: int, y: int) -> bool:
+        """Whether row ``x`` duplicates the earlier row ``y`` of this shard (verified)."""
+        return bool(self._verify(np.array([x]), np.array([y]))[0])
+
+    def _verify(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        d, sk = self.d, self.sketch
+        if not d.verify or len(xs) == 0:
+            return np.ones(len(xs), dtype=bool)
+        off, lens = sk.set_off, np.diff(sk.set_off)
+        sim = pair_jaccard(sk.values, off[xs], lens[xs], sk.values, off[ys], lens[ys])
+        ok = sim >= d.threshold - 1e-12
+        d._n_candidates_rejected += int(np.count_nonzero(~ok))
+        return ok

@@ -1,4 +1,4 @@
-"""Question-text normalization, word tokenization and vectorized n-gram hashing.
+"""Question-text normalization, word tokenization and n-gram hashing, per text or per column.
 
 Everything the dedup and decontamination indexes compare goes through :func:`normalize_text`
 first, so two questions that differ only in case, Unicode form, whitespace, sentence punctuation
@@ -15,30 +15,48 @@ Math content is kept: operators, digits, decimal points and commas between digit
 :func:`word_tokens` splits a normalized string into words and numbers (``3.5`` is one token,
 symbols are dropped), which is what the word n-grams of near-dup and decontamination are built on.
 
-The hashing helpers (:class:`TokenHasher`, :func:`ngram_hashes`) turn a whole shard of texts into
-one flat ``uint64`` array of n-gram hashes with per-text offsets, so the expensive parts run in
-numpy instead of a Python loop per n-gram. Hashes are deterministic across processes and runs
-(BLAKE2b for tokens, fixed constants for n-grams; Python's randomized ``hash`` is never used).
+:func:`normalize_text` is the definition, one string at a time. :func:`normalize_many` computes the
+same strings (byte for byte) for a whole shard at once and returns a :class:`TextBatch`: all
+normalized rows in one UTF-8 buffer. Rows that are ASCII (after NFKC and quote folding) are
+normalized by a few numpy passes over that buffer; the LaTeX rules run as three regex passes
+over the joined column; other rows go through :func:`normalize_text`. A :class:`TextBatch`
+gives the rows' token hashes (:meth:`TextBatch.token_hashes`), n-gram hashes
+(:meth:`TextBatch.ngrams`) and exact-dedup digests (:meth:`TextBatch.digests`) without a
+Python loop per row or per token.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
-from itertools import chain
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from cftdata.quality.hashing import (
+    EMPTY_HASH,
+    PAD,
+    hash_byte_tokens,
+    hash_windows,
+    mix64,
+    ngrams_from_tokens,
+    splitmix64_sequence,
+    token_hash,
+)
+
 __all__ = [
+    "EMPTY_HASH",
     "ShingleUnit",
-    "TokenHasher",
-    "mix64",
+    "TextBatch",
+    "Tokens",
+    "hash_tokens",
     "hash_windows",
+    "mix64",
     "ngram_hashes",
     "ngrams_from_tokens",
+    "normalize_many",
     "normalize_text",
     "splitmix64_sequence",
     "text_digest",
@@ -50,9 +68,18 @@ ShingleUnit = Literal["word", "char"]
 
 # --- normalization --------------------------------------------------------------------------------
 
-_QUOTES = str.maketrans(
-    {"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"'}
-)
+_QUOTES = {"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"'}
+
+
+def _unicode_fold(text: str) -> str:
+    """NFKC, then curly quotes to straight ones (``str.replace`` per quote present: much faster
+    than ``str.translate`` with a dict on non-ASCII text)."""
+    text = unicodedata.normalize("NFKC", text)
+    for curly, straight in _QUOTES.items():
+        if curly in text:
+            text = text.replace(curly, straight)
+    return text
+
 # LaTeX commands that only change spacing, sizing or style: dropped.
 _LATEX_NOISE = re.compile(
     r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg|displaystyle|textstyle"
@@ -88,7 +115,7 @@ def normalize_text(text: str) -> str:
     if not text:
         return ""
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+        text = _unicode_fold(text)
     if "\\" in text or "$" in text or "~" in text:
         text = _LATEX_TEXT.sub(r" \1 ", text)
         text = _LATEX_FRAC.sub(r"\\frac", text)
@@ -119,117 +146,384 @@ def word_tokens(text: str, *, normalized: bool = False) -> list[str]:
 
 
 def text_digest(normalized: str) -> int:
-    """An 8-byte BLAKE2b digest of an (already normalized) string, as an unsigned int."""
-    return int.from_bytes(hashlib.blake2b(normalized.encode("utf-8"), digest_size=8).digest(), "little")
+    """The 64-bit digest of an (already normalized) string: the value :meth:`TextBatch.digests`
+    gives that row (:func:`~cftdata.quality.hashing.token_hash` of its UTF-8 bytes)."""
+    return token_hash(normalized)
 
 
-# --- hashing ----------------------------------------------------------------------------------------
+# --- column-wise normalization --------------------------------------------------------------------------
+#
+# normalize_many computes normalize_text for a whole column: rows that are ASCII (after NFKC and
+# quote folding) as bytes, the other rows as code points (uint32), each with one numpy pass per rule.
+# After the LaTeX regexes and lower-casing, normalize_text is a function of each character's class:
+#
+# * _PUNCT: ". , ; : ! ?" become spaces unless a decimal digit is on both sides; '"' always does;
+# * " ".join(split()) then _SPACE_BEFORE_SYMBOL forwards and backwards: after collapsing, a space
+#   survives exactly when both its neighbours are word characters (\w minus "_"). So a plain " "
+#   between two word characters stays, and every other whitespace character lies in a run of
+#   whitespace with no such space in it: the run becomes one space when it lies between two word
+#   characters, and disappears otherwise;
+# * _LATEX_SCRIPT: "^{x}" / "_{x}" with x a \w character lose their braces (matches never overlap).
 
-_U64 = np.uint64
-_MIX1 = _U64(0xBF58476D1CE4E5B9)
-_MIX2 = _U64(0x94D049BB133111EB)
+# _LATEX_TEXT for rows joined by NUL: the braced argument never crosses into the next row.
+_LATEX_TEXT_ROWS = re.compile(_LATEX_TEXT.pattern.replace("[^{}]", "[^{}\\x00]"))
+_SYM, _ALPHA, _DIGIT, _PUNCT_C, _QUOTE_C, _WS, _SEP = range(7)
+_CLASS = bytearray([_SYM]) * 256
+for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+    _CLASS[_c] = _ALPHA
+for _c in b"0123456789":
+    _CLASS[_c] = _DIGIT
+for _c in b".,;:!?":
+    _CLASS[_c] = _PUNCT_C
+_CLASS[ord('"')] = _QUOTE_C
+# What str.split() and re's \s split on, in ASCII; plus "$" and "~", LaTeX noise that
+# _LATEX_NOISE replaces by a space (rows with a backslash have none left when classified).
+for _c in b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f $~":
+    _CLASS[_c] = _WS
+_CLASS[0] = _SEP
+_CLASS_TABLE = bytes(_CLASS)
+_CLASS_ARRAY = np.frombuffer(_CLASS_TABLE, dtype=np.uint8)
+_U8 = np.uint8
+_DELETE = 0xFF  # a byte that is never in ASCII text; removed by one bytearray.translate
 
 
-def splitmix64_sequence(seed: int, count: int) -> list[int]:
-    """``count`` pseudo-random 64-bit ints from SplitMix64 in pure Python.
+def _char_class(ch: str) -> int:
+    """Class of a non-ASCII character, by the same str predicates the regexes use."""
+    if ch.isdecimal():
+        return _DIGIT  # re's \d
+    if ch.isalnum():
+        return _ALPHA  # re's \w (besides "_")
+    if ch.isspace():
+        return _WS  # str.split()
+    return _SYM
 
-    Used for every constant the hashes depend on, so results never change with the numpy version.
+
+def _latex_rows(rows: list[str]) -> list[str]:
+    """The three LaTeX regexes of normalize_text over the rows holding a backslash (NUL-joined)."""
+    latex = [i for i, t in enumerate(rows) if "\\" in t]
+    if not latex:
+        return rows
+    sub = "\x00".join([rows[i] for i in latex])
+    sub = _LATEX_TEXT_ROWS.sub(lambda m: f" {m.group(1)} ", sub)
+    sub = _LATEX_FRAC.sub(r"\\frac", sub)
+    sub = _LATEX_NOISE.sub(" ", sub)
+    rows = list(rows)
+    for i, t in zip(latex, sub.split("\x00"), strict=True):
+        rows[i] = t
+    return rows
+
+
+def _space_rules(cls: np.ndarray, is_space: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions to delete and positions that become one space, from the classes of a NUL-framed
+    column (``is_space``: the character is " ")."""
+    word = (cls - _U8(_ALPHA)) < _U8(2)
+    ws = cls == _WS
+    pq = np.flatnonzero((cls - _U8(_PUNCT_C)) < _U8(2))
+    if len(pq):
+        keep = (cls[pq] == _PUNCT_C) & (cls[pq - 1] == _DIGIT) & (cls[pq + 1] == _DIGIT)
+        ws[pq[~keep]] = True
+    plain = word[:-2] & word[2:]
+    plain &= is_space[1:-1]
+    special = np.flatnonzero(ws[1:-1] & ~plain) + 1
+    if not len(special):
+        return special, special
+    new_run = np.ones(len(special), dtype=bool)
+    new_run[1:] = special[1:] != special[:-1] + 1
+    first = special[new_run]
+    last = special[np.r_[new_run[1:], True]]
+    return special, last[word[first - 1] & word[last + 1]]
+
+
+def _script_braces(chars: np.ndarray, cls: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the braces _LATEX_SCRIPT removes: ``[^_]{x}`` with ``x`` a \\w character
+    (``cls``: the characters' classes; ASCII classes when not given)."""
+    brace = np.flatnonzero(chars == ord("{"))
+    brace = brace[(brace >= 1) & (brace + 2 < len(chars))]
+    hit = ((chars[brace - 1] == ord("^")) | (chars[brace - 1] == ord("_"))) & (chars[brace + 2] == ord("}"))
+    brace = brace[hit]
+    inner = chars[brace + 1]
+    inner_cls = _CLASS_ARRAY[np.minimum(inner, 127)] if cls is None else cls[brace + 1]
+    brace = brace[((inner_cls - _U8(_ALPHA)) < _U8(2)) | (inner == ord("_"))]
+    return np.concatenate([brace, brace + 2])
+
+
+def _normalize_ascii_rows(rows: list[str]) -> bytes:
+    """:func:`normalize_text` of ASCII rows (none holding NUL) as one NUL-framed byte string
+    ``\\0 row0 \\0 row1 ... \\0``; classes by ``bytes.translate``, deletions by ``bytearray.translate``."""
+    framed = b"\x00" + "\x00".join(_latex_rows(rows)).encode("ascii").lower() + b"\x00"
+    cls = np.frombuffer(framed.translate(_CLASS_TABLE), dtype=_U8)
+    delete, space = _space_rules(cls, np.frombuffer(framed, dtype=_U8) == 32)
+    out = bytearray(framed)
+    if len(delete):
+        view = np.frombuffer(out, dtype=_U8)
+        view[delete] = _DELETE
+        view[space] = 32
+        del view
+        out = out.translate(None, b"\xff")
+    if b"{" in out:
+        chars = np.frombuffer(out, dtype=_U8)
+        drop = _script_braces(chars)
+        del chars
+        if len(drop):
+            view = np.frombuffer(out, dtype=_U8)
+            view[drop] = _DELETE
+            del view
+            out = out.translate(None, b"\xff")
+    return bytes(out)
+
+
+def _normalize_wide_rows(rows: list[str]) -> list[bytes]:
+    """:func:`normalize_text` (UTF-8) of rows already NFKC- and quote-folded (any Unicode, no NUL),
+    on code points; non-ASCII characters are classed by :func:`_char_class`."""
+    text = "\x00" + "\x00".join(_latex_rows(rows)).lower() + "\x00"
+    chars = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    cls = _CLASS_ARRAY[np.minimum(chars, 127)]
+    high = np.flatnonzero(chars > 127)
+    if len(high):
+        uniq, inverse = np.unique(chars[high], return_inverse=True)
+        cls[high] = np.array([_char_class(chr(c)) for c in uniq.tolist()], dtype=_U8)[inverse]
+    delete, space = _space_rules(cls, chars == 32)
+    keep = np.ones(len(chars), dtype=bool)
+    keep[delete] = False
+    keep[space] = True
+    chars = chars.copy()
+    chars[space] = 32
+    chars, cls = chars[keep], cls[keep]
+    if (chars == ord("{")).any():
+        keep = np.ones(len(chars), dtype=bool)
+        keep[_script_braces(chars, cls)] = False
+        chars = chars[keep]
+    out = chars.tobytes().decode("utf-32-le").split("\x00")[1:-1]
+    return [t.encode("utf-8") for t in out]
+
+
+def normalize_many(texts: Sequence[str | None]) -> TextBatch:
+    """:func:`normalize_text` of every text of a shard, as one :class:`TextBatch` (``None`` counts
+    as the empty string). The rows are byte-for-byte what :func:`normalize_text` returns."""
+    n = len(texts)
+    if n == 0:
+        return TextBatch.from_encoded([])
+    rows = [t if t else "" for t in texts]
+    joined = "\x00".join(rows)
+    if joined.isascii() and joined.count("\x00") == max(n - 1, 0):
+        return TextBatch.from_framed(_normalize_ascii_rows(rows))
+    # Mixed column: NFKC + quote folding (normalize_text's first step) for the non-ASCII rows; those
+    # that become ASCII join the byte path, the others take the code-point path. Rows holding a NUL
+    # (the row separator) go through normalize_text itself.
+    replace: dict[int, bytes] = {}
+    wide: list[int] = []
+    suspects = [i for i, t in enumerate(rows) if not t.isascii()]
+    if joined.count("\x00") > n - 1:
+        suspects = sorted({*suspects, *(i for i, t in enumerate(rows) if "\x00" in t)})
+    for i in suspects:
+        t = rows[i]
+        if "\x00" in t:
+            replace[i] = normalize_text(t).encode("utf-8")
+            rows[i] = ""
+            continue
+        if not t.isascii():
+            t = _unicode_fold(t)
+        rows[i] = t
+        if not t.isascii():
+            wide.append(i)
+    if wide:
+        replace.update(zip(wide, _normalize_wide_rows([rows[i] for i in wide]), strict=True))
+        for i in wide:
+            rows[i] = ""
+    return TextBatch.from_framed(_normalize_ascii_rows(rows), replace)
+
+
+def _splice(
+    data: bytes, starts: np.ndarray, ends: np.ndarray, replace: dict[int, bytes]
+) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """``data`` with row ``i`` (``data[starts[i]:ends[i]]``) replaced by ``replace[i]``, and the new
+    row bounds (one join of ``2 * len(replace) + 1`` pieces; the other rows are not copied one by one)."""
+    rows = sorted(replace)
+    parts, prev = [], 0
+    for i in rows:
+        parts += [data[prev : starts[i]], replace[i]]
+        prev = int(ends[i])
+    parts.append(data[prev:])
+    delta = np.zeros(len(starts), dtype=np.int64)
+    delta[rows] = [len(replace[i]) for i in rows]
+    delta[rows] -= ends[rows] - starts[rows]
+    shift = np.cumsum(delta) - delta  # growth of everything before each row
+    return b"".join(parts), starts + shift, ends + shift + delta
+
+
+@dataclass(frozen=True, eq=False)
+class TextBatch:
+    """Normalized texts of a shard in one buffer: ``\\0 row0 \\0 row1 \\0 ... \\0`` plus padding.
+
+    Row ``i`` is ``data[starts[i]:ends[i]]`` (UTF-8). ``wide`` lists the rows holding non-ASCII
+    bytes or NUL (their tokens need Unicode separators; the rest are tokenized on bytes).
+    Build one with :func:`normalize_many` (from raw texts) or :meth:`from_normalized`.
     """
-    mask = (1 << 64) - 1
-    state = seed & mask
-    out = []
-    for _ in range(count):
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        out.append(z ^ (z >> 31))
-    return out
+
+    data: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+    wide: np.ndarray
+
+    @classmethod
+    def from_framed(cls, framed: bytes, replace: dict[int, bytes] | None = None) -> TextBatch:
+        """A batch from ASCII rows framed by NULs (``\\0 row0 \\0 row1 ... \\0``, no NUL inside a
+        row), with rows ``i`` of ``replace`` replaced by ``replace[i]`` (any UTF-8 bytes)."""
+        seps = np.flatnonzero(np.frombuffer(framed, dtype=_U8) == 0)
+        data, starts, ends = framed + b"\x00" * PAD, seps[:-1] + 1, seps[1:]
+        if not replace:
+            return cls(data, starts, ends, np.zeros(0, dtype=np.int64))
+        wide = [i for i, row in sorted(replace.items()) if not row.isascii() or b"\x00" in row]
+        return cls(*_splice(data, starts, ends, replace), np.array(wide, dtype=np.int64))
+
+    @classmethod
+    def from_normalized(cls, normalized: Sequence[str]) -> TextBatch:
+        """A batch of strings that are already normalized (no normalization is applied)."""
+        return cls.from_encoded([s.encode("utf-8") for s in normalized])
+
+    @classmethod
+    def from_encoded(cls, rows: Sequence[bytes]) -> TextBatch:
+        """A batch of UTF-8 encoded, already normalized rows."""
+        n = len(rows)
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+        starts = np.ones(n, dtype=np.int64)
+        if n > 1:
+            np.cumsum(lengths[:-1] + 1, out=starts[1:])
+            starts[1:] += 1
+        data = b"\x00" + b"\x00".join(rows) + b"\x00" + b"\x00" * PAD
+        wide = [i for i, r in enumerate(rows) if not r.isascii() or b"\x00" in r]
+        return cls(data, starts, starts + lengths, np.array(wide, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def text(self, i: int) -> str:
+        """Normalized text of row ``i``."""
+        return self.data[self.starts[i] : self.ends[i]].decode("utf-8")
+
+    def tolist(self) -> list[str]:
+        """All normalized texts."""
+        if not len(self.starts):
+            return []
+        if not any(b"\x00" in self.row_bytes(i) for i in self.wide.tolist()):
+            return self.data[int(self.starts[0]) : int(self.ends[-1])].decode("utf-8").split("\x00")
+        return [self.text(i) for i in range(len(self))]
+
+    def row_bytes(self, i: int) -> bytes:
+        """Normalized UTF-8 bytes of row ``i``."""
+        return self.data[self.starts[i] : self.ends[i]]
+
+    def digests(self) -> np.ndarray:
+        """64-bit digest of each normalized row: :func:`~cftdata.quality.hashing.token_hash` of its
+        UTF-8 bytes, vectorized (numpy passes, no Python loop: it runs in parallel threads)."""
+        return hash_byte_tokens(self.data, self.starts, self.ends - self.starts)
+
+    def tokens(self) -> Tokens:
+        """The :func:`word_tokens` of every row: hashes, counts and byte spans (:class:`Tokens`)."""
+        data, starts, ends = self.data, self.starts, self.ends
+        if len(self.wide):
+            # Rows with non-ASCII text: Unicode separators to spaces first (as word_tokens does).
+            translated = {
+                i: _WIDE_SEPARATOR.sub(" ", self.row_bytes(i).decode("utf-8")).encode("utf-8")
+                for i in self.wide.tolist()
+            }
+            data, starts, ends = _splice(data, starts, ends, translated)
+        is_tok = np.frombuffer(data.translate(_TOKEN_TABLE), dtype=bool).copy()
+        # Row separators and padding are never part of a token (a NUL inside a row is).
+        is_tok[0] = False
+        is_tok[ends] = False
+        if len(ends):
+            is_tok[int(ends[-1]) :] = False
+        edges = np.flatnonzero(is_tok[1:] != is_tok[:-1]) + 1
+        tok_start, tok_end = edges[0::2], edges[1::2]
+        counts = np.searchsorted(tok_start, ends) - np.searchsorted(tok_start, starts)
+        return Tokens(hash_byte_tokens(data, tok_start, tok_end - tok_start), counts, tok_start, tok_end, data)
+
+    def token_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of the :func:`word_tokens` of every row, end to end, and each row's token count.
+
+        A token's hash is :func:`~cftdata.quality.hashing.token_hash` of its UTF-8 bytes.
+        """
+        tokens = self.tokens()
+        return tokens.hashes, tokens.counts
+
+    def ngrams(
+        self, n: int, *, unit: ShingleUnit = "word", short: Literal["whole", "skip"] = "whole"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n``-gram (shingle) hashes of every row, as :func:`ngram_hashes` computes them:
+        ``(hashes, offsets)``, row ``i`` owning ``hashes[offsets[i]:offsets[i+1]]``."""
+        if unit == "word":
+            flat, counts = self.token_hashes()
+        elif unit == "char":
+            flat, counts = _char_hashes(self.tolist())
+        else:
+            raise ValueError(f"unknown shingle unit {unit!r}; use 'word' or 'char'")
+        return ngrams_from_tokens(flat, counts, n, short=short)
 
 
-# Fixed odd multipliers for combining the tokens of an n-gram (position k uses _POS_MULT[k]).
-_POS_MULT = np.array([v | 1 for v in splitmix64_sequence(0x5EEDC0DE, 256)], dtype=np.uint64)
-_EMPTY_HASH = 0x9E3779B97F4A7C15
+@dataclass(frozen=True, eq=False)
+class Tokens:
+    """Word tokens of a :class:`TextBatch`, end to end: ``hashes`` (uint64), ``counts`` per row, and
+    each token's bytes ``data[starts[i]:ends[i]]``."""
+
+    hashes: np.ndarray
+    counts: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    data: bytes
+
+    def text(self, first: int, count: int) -> str:
+        """Tokens ``first .. first + count - 1`` joined by single spaces."""
+        data = self.data
+        return " ".join(
+            data[a:b].decode("utf-8")
+            for a, b in zip(self.starts[first : first + count].tolist(), self.ends[first : first + count].tolist(), strict=True)
+        )
 
 
-def mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finalizer, vectorized: a bijection of uint64 that spreads every input bit (in place)."""
-    with np.errstate(over="ignore"):
-        x ^= x >> _U64(30)
-        x *= _MIX1
-        x ^= x >> _U64(27)
-        x *= _MIX2
-        x ^= x >> _U64(31)
-    return x
+# Token bytes: everything but spaces and the ASCII separators (NUL included: only the row
+# separators are excluded, by position). Non-ASCII bytes belong to tokens; wide rows have their
+# Unicode separators replaced first.
+_TOKEN = bytearray([1]) * 256
+for _c in (" " + _SEPARATORS).encode("utf-8"):
+    if _c < 128:
+        _TOKEN[_c] = 0
+_TOKEN_TABLE = bytes(_TOKEN)
+# The non-ASCII separators (the ASCII ones are handled by _TOKEN_TABLE on bytes).
+_WIDE_SEPARATOR = re.compile("[" + re.escape("".join(c for c in _SEPARATORS if ord(c) > 127)) + "]")
 
 
-class TokenHasher:
-    """Maps word tokens to deterministic 64-bit hashes (BLAKE2b), with a bounded cache.
-
-    The cache makes hashing a shard cost one dict lookup per token: math questions reuse a small
-    vocabulary. It is cleared when it reaches ``max_cache`` entries, so memory stays bounded.
-    """
-
-    def __init__(self, max_cache: int = 1_000_000) -> None:
-        self.max_cache = max_cache
-        self._cache: dict[str, int] = {}
-
-    def _hash_new(self, tokens: Sequence[str]) -> None:
-        cache = self._cache
-        new = [t for t in dict.fromkeys(tokens) if t not in cache]
-        if len(cache) + len(new) > self.max_cache:
-            cache.clear()
-            new = list(dict.fromkeys(tokens))
-        blake = hashlib.blake2b
-        for t in new:
-            cache[t] = int.from_bytes(blake(t.encode("utf-8"), digest_size=8).digest(), "little")
-
-    def hash_flat(self, tokens: Sequence[str]) -> np.ndarray:
-        """Hashes of a flat token list as a ``uint64`` array of the same length."""
-        self._hash_new(tokens)
-        return np.fromiter(map(self._cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
-
-    def cache_size(self) -> int:
-        """Number of cached tokens."""
-        return len(self._cache)
+def hash_tokens(tokens: Sequence[str]) -> np.ndarray:
+    """:func:`~cftdata.quality.hashing.token_hash` of each token, vectorized."""
+    encoded = [t.encode("utf-8") for t in tokens]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    starts = np.zeros(len(encoded), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return hash_byte_tokens(b"".join(encoded) + b"\x00" * PAD, starts, lengths)
 
 
-def token_hashes(
-    normalized: Sequence[str], unit: ShingleUnit = "word", hasher: TokenHasher | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+# --- hashing convenience (lists of normalized strings) -------------------------------------------------
+
+
+def token_hashes(normalized: Sequence[str], unit: ShingleUnit = "word") -> tuple[np.ndarray, np.ndarray]:
     """Flat ``uint64`` token hashes of all (normalized) texts and the per-text token counts.
 
-    ``unit="word"``: the tokens of :func:`word_tokens`; ``unit="char"``: the characters.
+    ``unit="word"``: the tokens of :func:`word_tokens` (:meth:`TextBatch.token_hashes`);
+    ``unit="char"``: the characters (code points, mixed).
     """
     if unit == "word":
-        toks = [s.translate(_TO_SPACE).split() for s in normalized]
-        lengths = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
-        hasher = hasher or TokenHasher()
-        flat = hasher.hash_flat(list(chain.from_iterable(toks)))
-        return flat, lengths
+        return TextBatch.from_normalized(normalized).token_hashes()
     if unit == "char":
-        joined = "".join(normalized)
-        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-        lengths = np.fromiter(map(len, normalized), dtype=np.int64, count=len(normalized))
-        codes += _U64(0x632BE59BD9B4E019)
-        return mix64(codes), lengths
+        return _char_hashes(normalized)
     raise ValueError(f"unknown shingle unit {unit!r}; use 'word' or 'char'")
 
 
-def hash_windows(flat: np.ndarray, start: np.ndarray, k: int) -> np.ndarray:
-    """Order-sensitive 64-bit hash of the ``k`` tokens ``flat[s:s+k]`` for each ``s`` in ``start``.
-
-    The n-gram hash used everywhere in this package (:func:`ngram_hashes` calls it): the same
-    ``k`` tokens hash the same wherever they occur.
-    """
-    if k > len(_POS_MULT):
-        raise ValueError(f"n-gram size {k} too large (max {len(_POS_MULT)})")
-    acc = np.zeros(len(start), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(k):
-            acc += flat[start + j] * _POS_MULT[j]
-        acc += _U64(k) * _U64(0x2545F4914F6CDD1D)
-    return mix64(acc)
+def _char_hashes(normalized: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    joined = "".join(normalized)
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    lengths = np.fromiter(map(len, normalized), dtype=np.int64, count=len(normalized))
+    codes += np.uint64(0x632BE59BD9B4E019)
+    return mix64(codes), lengths
 
 
 def ngram_hashes(
@@ -237,7 +531,6 @@ def ngram_hashes(
     n: int,
     *,
     unit: ShingleUnit = "word",
-    hasher: TokenHasher | None = None,
     short: Literal["whole", "skip"] = "whole",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hash every n-gram (shingle) of every text of a shard, vectorized.
@@ -253,40 +546,4 @@ def ngram_hashes(
     """
     if n < 1:
         raise ValueError(f"n-gram size must be >= 1, got {n}")
-    flat, lengths = token_hashes(normalized, unit, hasher)
-    return ngrams_from_tokens(flat, lengths, n, short=short)
-
-
-def ngrams_from_tokens(
-    flat: np.ndarray, lengths: np.ndarray, n: int, *, short: Literal["whole", "skip"] = "whole"
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`ngram_hashes` from the output of :func:`token_hashes` (tokenize once, many ``n``)."""
-    if n < 1:
-        raise ValueError(f"n-gram size must be >= 1, got {n}")
-    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=starts[1:])
-    counts = np.maximum(lengths - n + 1, 0)
-    # Start index of every full n-gram: for text i, starts[i] .. starts[i] + counts[i] - 1.
-    total = int(counts.sum())
-    owner_off = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(counts, out=owner_off[1:])
-    pos = np.arange(total, dtype=np.int64) - np.repeat(owner_off[:-1] - starts[:-1], counts)
-    full = hash_windows(flat, pos, n) if total else np.zeros(0, dtype=np.uint64)
-    short_idx = np.flatnonzero(counts == 0)
-    if short == "skip" or len(short_idx) == 0:
-        return full, owner_off
-    # Texts shorter than n: one shingle over all their tokens.
-    extra = np.empty(len(short_idx), dtype=np.uint64)
-    for slot, i in enumerate(short_idx):
-        k = int(lengths[i])
-        extra[slot] = hash_windows(flat, np.array([starts[i]]), k)[0] if k else _U64(_EMPTY_HASH)
-    out_counts = counts.copy()
-    out_counts[short_idx] = 1
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(out_counts, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.uint64)
-    is_full = counts > 0
-    full_dest = np.repeat(offsets[:-1][is_full] - owner_off[:-1][is_full], counts[is_full]) + np.arange(total)
-    out[full_dest] = full
-    out[offsets[short_idx]] = extra
-    return out, offsets
+    return TextBatch.from_normalized(normalized).ngrams(n, unit=unit, short=short)

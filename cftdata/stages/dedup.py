@@ -1,8 +1,8 @@
 """dedup: drop repeated questions, exact (normalized text) and near (MinHash LSH), before any model call.
 
 Rule: the FIRST occurrence in source order is kept; each later copy is a reject whose detail names the
-kept row's id. The index lives across shards (8-byte digests and LSH band keys per kept row, not text);
-its size is reported in the manifest.
+kept row's id. The index lives across shards (per kept row: an 8-byte digest, LSH band keys and the
+question's 32-bit shingle hashes, not text); its size is reported in the manifest. docs/dedup.md.
 """
 
 from __future__ import annotations
