@@ -14,6 +14,7 @@ The CFT paper (arXiv 2501.17703) used two wordings; see ../shared/reference/cft-
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,12 @@ CFT_INSTRUCTION = "Please critique whether the following solution to the questio
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str) -> jinja2.Template:
+    """A template compiled once (compiling costs ~0.7 ms, rendering a few microseconds)."""
+    return _env.from_string(source)
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """A system message (may be empty) and a Jinja user template."""
@@ -50,8 +57,8 @@ class PromptTemplate:
     def render(self, **values: str) -> list[dict[str, str]]:
         """Chat messages for one request."""
         try:
-            user = _env.from_string(self.user).render(**values)
-            system = _env.from_string(self.system).render(**values) if self.system else ""
+            user = _compiled(self.user).render(**values)
+            system = _compiled(self.system).render(**values) if self.system else ""
         except jinja2.UndefinedError as e:
             raise RecipeError(f"Prompt template {self.name!r}: {e.message}.") from None
         msgs = [{"role": "system", "content": system}] if system else []

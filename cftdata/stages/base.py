@@ -76,6 +76,15 @@ class Stage(ABC):
     def process(self, rows: list[Row]) -> StageOutput:
         """Handle one shard."""
 
+    @property
+    def submits_ahead(self) -> bool:
+        """Whether :meth:`submit` starts this stage's slow work (a batch API) for a shard without waiting.
+        The pipeline then submits every shard before any shard's :meth:`process` waits."""
+        return False
+
+    def submit(self, rows: list[Row]) -> None:  # noqa: B027 - optional hook
+        """Start the work :meth:`process` will need for these rows, without waiting for it."""
+
     def summary(self) -> dict[str, Any]:
         """Stage-specific numbers for the manifest."""
         return {}
