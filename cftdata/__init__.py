@@ -9,7 +9,13 @@ The public API is small and lazy (heavy libraries load only when used)::
 
 from __future__ import annotations
 
+import os
+
 __version__ = "0.1.0"
+
+# Bounded memory: pyarrow's default allocator (mimalloc) keeps tens of MB of freed pages for the life of
+# the process; the system allocator gives them back. Read once, when pyarrow loads: set it before.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 __all__ = ["__version__", "build", "load_recipe"]
 

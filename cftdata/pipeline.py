@@ -2,7 +2,9 @@
 
 It knows no backend, corpus or format by name: stages come from the :data:`STAGES` registry in
 :data:`STAGE_ORDER`, formats from :data:`FORMATS`. Memory is bounded by the shard size: each shard
-goes through every stage and is written to a pool file before the next one is read.
+goes through every stage and is written to a pool file before the next one is read. A stage whose
+model calls can start ahead (online and batch APIs: ``submits_ahead``) splits the map phase in passes,
+so that every shard's calls are started before any shard waits for its answers (see :meth:`Build._map_phase`).
 
 Every row is accounted for: for each stage, ``in = out + rejected`` (times ``n`` for a respond stage
 that samples ``n`` responses per question), and the rejects file holds each rejected row with its
@@ -35,7 +37,7 @@ from cftdata.rows import CANONICAL_KEYS
 from cftdata.sources import preflight, read_source
 from cftdata.stages import STAGE_ORDER, STAGES
 from cftdata.stages.base import BuildContext, Stage
-from cftdata.writer import RejectWriter, RollingParquetWriter, to_table
+from cftdata.writer import RejectWriter, RollingParquetWriter, defer_pandas, read_parquet, to_table
 
 CANONICAL_SCHEMA = {k: pa.string() for k in CANONICAL_KEYS}
 
@@ -120,6 +122,7 @@ class Build:
     def run(self) -> BuildResult:
         recipe = self.recipe
         t_start = time.time()
+        defer_pandas()
         preflight(recipe)
         if self.staging.exists():
             shutil.rmtree(self.staging)
@@ -161,36 +164,77 @@ class Build:
     # -- phases ----------------------------------------------------------------------------------
 
     def _map_phase(self, stages: list[Stage], schema: pa.Schema, rejects: RejectWriter) -> list[Path]:
+        """Every shard through every stage, into pool files.
+
+        A stage that ``submits_ahead`` (model calls on an online or batch API) cuts the stages into
+        passes: each pass runs its stages over every shard, hands each shard's rows to the next pass's
+        first stage with ``submit`` (which starts the calls and returns; an online backend blocks once
+        a bounded number is unfinished) and spills them to ``.staging/spill-<pass>/``; the next pass
+        reads them back and collects the answers. So a batch build waits once, for batches that were
+        all submitted together, and an online build never lets its pipe drain between shards.
+        Without such a stage, one pass goes from the source straight to the pool.
+        """
         pool_dir = self.staging / "pool"
         pool_dir.mkdir()
         pool_files = []
-        for shard_no, shard in enumerate(read_source(self.recipe, self._shard_size(stages), self.limit, self.sample)):
-            rows = self._through_stages(stages, shard, rejects)
-            path = pool_dir / f"pool-{shard_no:05d}.parquet"
-            pq.write_table(to_table(rows, schema), path)
-            pool_files.append(path)
-            self._write_progress(shard_no + 1)
+        cuts = [i for i, st in enumerate(stages) if st.submits_ahead]
+        bounds = sorted({0, *cuts, len(stages)})
+        passes = [stages[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        if cuts and cuts[0] == 0:
+            passes.insert(0, [])  # the first stage submits ahead: a pass that only submits the source rows
+        for n, stages_of_pass in enumerate(passes):
+            following = passes[n + 1][0] if n + 1 < len(passes) else None
+            shards = self._source_shards(self._shard_size(stages), rejects) if n == 0 else self._spilled(n - 1)
+            for shard_no, rows in shards:
+                rows = self._run_stages(stages_of_pass, rows, rejects)
+                if following is None:
+                    path = pool_dir / f"pool-{shard_no:05d}.parquet"
+                    pq.write_table(to_table(rows, schema), path)
+                    pool_files.append(path)
+                    self._write_progress(shard_no + 1)
+                else:
+                    following.submit(rows)
+                    spill = self.staging / f"spill-{n}"
+                    spill.mkdir(exist_ok=True)
+                    pq.write_table(to_table(rows, schema), spill / f"shard-{shard_no:05d}.parquet")
+            if n > 0:
+                shutil.rmtree(self.staging / f"spill-{n - 1}")
         return pool_files
 
+    def _source_shards(self, shard_size: int, rejects: RejectWriter):
+        """(shard number, rows) from the source, counted, its unreadable records rejected."""
+        for shard_no, shard in enumerate(read_source(self.recipe, shard_size, self.limit, self.sample)):
+            yield shard_no, self._count_source(shard, rejects)
+
+    def _spilled(self, n: int):
+        """(shard number, rows) spilled by pass ``n``, in order."""
+        for path in sorted((self.staging / f"spill-{n}").glob("shard-*.parquet")):
+            yield int(path.stem.split("-")[1]), read_parquet(path).to_pylist()
+
     def _shard_size(self, stages: list[Stage]) -> int:
-        """``run.shard_size``, raised to what the stages need at least (a batch API fills a batch per shard)."""
+        """``run.shard_size``, raised to what the stages need at least."""
         shard_size = self.recipe.run.shard_size
         floor = max([st.min_shard_rows for st in stages if st.min_shard_rows] or [0])
         if floor > shard_size:
-            self.reporter.info(f"shard size raised from {shard_size} to {floor} for a batch backend "
-                               "(each shard waits for its batches)")
+            self.reporter.info(f"shard size raised from {shard_size} to {floor} for a stage that asks for it")
             shard_size = floor
         return shard_size
 
-    def _through_stages(self, stages: list[Stage], shard: Any, rejects: RejectWriter | None) -> list[dict]:
-        """One source shard through every stage, counted; returns the rows that came out of the last one."""
+    def _count_source(self, shard: Any, rejects: RejectWriter | None) -> list[dict]:
+        """Count a source shard and reject its unreadable records; return its rows."""
         src = self._count("source")
         src.rows_in += len(shard.rows) + len(shard.rejects)
         src.rows_out += len(shard.rows)
         src.rejected += len(shard.rejects)
         self._reject(shard.rejects, rejects)
         self.reporter.advance("source", len(shard.rows) + len(shard.rejects))
-        rows = shard.rows
+        return shard.rows
+
+    def _through_stages(self, stages: list[Stage], shard: Any, rejects: RejectWriter | None) -> list[dict]:
+        """One source shard through every stage, counted; returns the rows that came out of the last one."""
+        return self._run_stages(stages, self._count_source(shard, rejects), rejects)
+
+    def _run_stages(self, stages: list[Stage], rows: list[dict], rejects: RejectWriter | None) -> list[dict]:
         for st in stages:
             c = self._count(st.name)
             t0 = time.monotonic()
@@ -247,7 +291,7 @@ class Build:
         c = self._count("select")
         offset = 0
         for path in pool_files:
-            ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+            ids = read_parquet(path, ["id"]).column("id").to_pylist()
             keep = mask[offset:offset + len(ids)]
             dropped = [Reject(i, "select", "not_selected", summary["strategy"])
                        for i, k in zip(ids, keep, strict=True) if not k]
@@ -262,20 +306,21 @@ class Build:
     @staticmethod
     def _output_stats(pool_files: list[Path], keep: Any) -> dict[str, Any]:
         """Critique length quantiles (characters) of the rows written (``keep``: the select mask or None)."""
-        import polars as pl
+        import pyarrow.compute as pc
 
         if not pool_files:
             return {}
-        lens = (pl.scan_parquet([str(f) for f in pool_files]).select(pl.col("critique").str.len_chars())
-                .collect(engine="streaming").to_series())
+        lens = pa.chunked_array([pc.utf8_length(read_parquet(f, ["critique"]).column("critique"))
+                                 for f in pool_files], type=pa.int32())
         if keep is not None:
-            lens = lens.filter(pl.Series(keep))
-        lens = lens.drop_nulls()
-        if lens.is_empty():
+            lens = lens.filter(pa.array(keep, type=pa.bool_()))
+        lens = lens.drop_null()
+        if len(lens) == 0:
             return {}
-        q = {name: int(lens.quantile(v, "nearest")) for name, v in
-             (("min", 0), ("p10", 0.1), ("p50", 0.5), ("p90", 0.9), ("max", 1))}
-        return {"critique_chars": {**q, "mean": round(float(lens.mean()), 1)}}
+        qs = (("min", 0), ("p10", 0.1), ("p50", 0.5), ("p90", 0.9), ("max", 1))
+        values = pc.quantile(lens, q=[v for _, v in qs], interpolation="nearest").to_pylist()
+        q = {name: int(v) for (name, _), v in zip(qs, values, strict=True)}
+        return {"critique_chars": {**q, "mean": round(pc.mean(lens).as_py(), 1)}}
 
     def _write_phase(self, pool_files: list[Path], schema: pa.Schema,
                      keep: Any = None) -> tuple[list[Path], int]:
@@ -289,7 +334,7 @@ class Build:
         offset = 0
         for path in pool_files:
             t0 = time.monotonic()
-            rows = pq.read_table(path).to_pylist()
+            rows = read_parquet(path).to_pylist()
             if keep is not None:
                 mask = keep[offset:offset + len(rows)]
                 offset += len(rows)

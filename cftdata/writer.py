@@ -17,6 +17,39 @@ REJECT_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()), ("reason
                            ("detail", pa.string()), ("row", pa.string())])
 
 
+def defer_pandas() -> None:
+    """Keep pyarrow from importing pandas (~40 MB) for its optional checks; real pandas use still works.
+
+    pyarrow asks "is pandas there?" the first time it builds or reads a table, importing it to find
+    out, only to tell pandas objects from lists. Answered with pandas unimportable, the shim records
+    "no pandas" and skips those checks; anything that needs pandas for real (``to_pandas``,
+    ``from_pandas``) imports it then, as pyarrow retries the import on every such call.
+    """
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+
+    class _NoPandas:
+        @staticmethod
+        def find_spec(name: str, path: object = None, target: object = None) -> None:
+            if name == "pandas":
+                raise ModuleNotFoundError("pandas is deferred", name="pandas")
+
+    sys.meta_path.insert(0, _NoPandas)  # type: ignore[arg-type]
+    try:
+        pa.array([], type=pa.string())
+    finally:
+        sys.meta_path.remove(_NoPandas)  # type: ignore[arg-type]
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One parquet file as a table. ``pq.read_table`` would load ``pyarrow.dataset`` (and pandas with it:
+    ~90 MB of resident memory) to read a single local file."""
+    with pq.ParquetFile(path) as f:
+        return f.read(columns=columns)
+
+
 def to_table(rows: list[Row], schema: pa.Schema) -> pa.Table:
     cols = {name: [r.get(name) for r in rows] for name in schema.names}
     return pa.Table.from_pydict(cols, schema=schema)

@@ -491,3 +491,80 @@ def test_defaults_and_missing_key(monkeypatch, tmp_path):
         OpenAIBatchBackend(ModelSpec(backend="openai-batch"))
     with pytest.raises(BackendConfigError, match="ANTHROPIC_API_KEY"):
         AnthropicBatchBackend(ModelSpec(backend="anthropic-batch", model="c"))
+
+
+# -- the pipeline: every shard submitted before any shard waits -----------------------------------
+
+
+def batch_recipe(tmp_path: Path, kind: str, url: str, rows: int, generate: bool) -> Path:
+    """A build whose critique (and, with ``generate``, respond) stage is the batch backend ``kind``."""
+    import yaml
+
+    src = tmp_path / "source.jsonl"
+    with src.open("w") as f:
+        for i in range(rows):
+            f.write(json.dumps({"question": f"What is {i} + {i}?", "response": f"{2 * i}"}) + "\n")
+    model = KINDS[kind][3]
+    opts = {"state_dir": str(tmp_path / "state"), "poll_interval_s": 0.02}
+    recipe = {
+        "version": 1, "name": "batch-build", "source": {"path": str(src), "question": "question",
+                                                          "response": "response"},
+        "teacher": {"backend": kind, "model": model, "base_url": url, "options": opts},
+        "output": {"dir": str(tmp_path / "out"), "format": "alpaca"},
+        "run": {"shard_size": 4},
+    }
+    if generate:
+        recipe["respond"] = {"mode": "generate", "backend": kind, "model": model, "base_url": url, "n": 2,
+                             "params": {"seed": 7}, "options": opts}  # seed + k: distinct sample bodies
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@BOTH
+def test_build_submits_every_shard_before_waiting(kind, server, tmp_path):
+    from cftdata.pipeline import build
+    from cftdata.recipe import load_recipe
+
+    url = getattr(server, KINDS[kind][1])
+    result = build(load_recipe(batch_recipe(tmp_path, kind, url, rows=12, generate=True)))
+    assert result.rows == 24 and result.rejected == 0  # 12 questions x 2 sampled responses, each critiqued
+    # respond: 3 shards of 4 questions = 3 batches, all created before the first result download. Then
+    # critique: 3 shards of 8 responses = 3 batches, each created as soon as its shard's responses are
+    # in, all of them before the first critique result is downloaded (half the downloads come after).
+    kinds = [e for e, _ in server.events]
+    assert kinds[:3] == ["create"] * 3, server.events
+    last_create = len(kinds) - 1 - kinds[::-1].index("create")
+    downloads = kinds.count("download")
+    assert downloads >= 6 and kinds[last_create:].count("download") == downloads // 2, server.events
+    # Each distinct request once: 24 samples; the server echoes, so both samples of a question get the
+    # same answer and the same critique request: 12 distinct critiques.
+    assert created(server, kind) == 6 and server.counts["items_submitted"] == 24 + 12
+    counts = result.manifest["counts"]
+    assert counts["respond"] == {**counts["respond"], "in": 24, "out": 24, "rejected": 0}
+    assert counts["critique"]["in"] == 24 and counts["critique"]["out"] == 24
+    assert not (tmp_path / "out" / ".staging").exists()
+
+
+def test_build_killed_while_waiting_resumes_without_resubmitting(server, tmp_path, monkeypatch):
+    import cftdata.backends.batch as batch_mod
+    from cftdata.pipeline import build
+    from cftdata.recipe import load_recipe
+
+    kind = "openai-batch"
+    recipe = batch_recipe(tmp_path, kind, server.openai_url, rows=12, generate=False)
+    server.hold = True  # batches never end: the build waits...
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt  # ... and is stopped during its first wait
+
+    monkeypatch.setattr(batch_mod.time, "sleep", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build(load_recipe(recipe))
+    assert created(server, kind) == 3  # every shard was submitted before the wait
+    monkeypatch.undo()
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.hold = False
+    result = build(load_recipe(recipe))
+    assert result.rows == 12 and result.rejected == 0
+    assert created(server, kind) == 3 and server.counts["duplicate_items"] == 0  # resumed, nothing paid twice

@@ -1,9 +1,10 @@
 """The ``openai`` backend, through ModelCaller + RequestCache, against the loopback fault server.
 
-Both transports (``options.http_client``: the lean HTTP client and the openai SDK) are held to the
-same classification: 429 -> cool-down and retry, 5xx / malformed / timeout / dropped connection ->
-retried, other 4xx -> the row fails at once with ``http_<status>``. Latencies are tens of
-milliseconds and the retry backoff is shortened, so the whole file runs in seconds.
+Classification: 429 -> cool-down and retry, 5xx / malformed / timeout / dropped connection ->
+retried, other 4xx -> the row fails at once with ``http_<status>``. In-flight sizing: Little's law
+when a pace is known, AIMD when not, ``concurrency`` a ceiling. The transport: keep-alive, https and
+proxies (a loopback CONNECT proxy and a TLS fault server with a throwaway certificate). Latencies are
+tens of milliseconds and the retry backoff is shortened, so the whole file runs in seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
 import os
 import statistics
 import time
@@ -21,8 +23,9 @@ import pytest
 from cftdata.backends import Request, make_backend
 from cftdata.backends.cache import RequestCache
 from cftdata.backends.caller import ModelCaller
-from cftdata.backends.limits import RateLimiter
-from cftdata.backends.online import HTTPClient, OnlineBackend
+from cftdata.backends.http import HTTPClient, Proxy, proxy_for
+from cftdata.backends.limits import HEADROOM, INITIAL_IN_FLIGHT, RateLimiter, parse_reset
+from cftdata.backends.online import OnlineBackend, failure_kind
 from cftdata.errors import BackendConfigError, NoProgressError
 from cftdata.recipe import ModelSpec
 from tests.servers.fault_server import FaultServer, Response, serve
@@ -30,7 +33,6 @@ from tests.servers.fault_server import Request as ServerRequest
 
 KEY_ENV = "CFTDATA_FAULT_TEST_KEY"
 SECRET = "sk-cftdata-test-9f3c5a0e7d21b4c8"
-TRANSPORTS = ["lean", "sdk"]
 
 
 @pytest.fixture(autouse=True)
@@ -42,19 +44,13 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 class Client:
     """A backend built from a ModelSpec, a cache file in tmp_path and the ModelCaller in front."""
 
-    def __init__(self, base_url: str, tmp_path: Path, transport: str = "lean", **spec: object) -> None:
+    def __init__(self, base_url: str, tmp_path: Path, **spec: object) -> None:
         fields: dict[str, object] = {
             "backend": "openai", "model": "fault-model", "base_url": base_url, "api_key_env": KEY_ENV,
             "concurrency": 8, "timeout_s": 5, "max_retries": 3, "stall_timeout_s": 30,
-            "options": {"http_client": transport},
         }
         fields.update(spec)
         self.spec = ModelSpec(**fields)
@@ -86,27 +82,22 @@ def rows(n: int, marker: str = "", *, tag: str = "q", **params: object) -> list[
 
 
 def test_success_with_usage_and_deterministic_text(tmp_path: Path) -> None:
-    answers = {}
-    for transport in TRANSPORTS:
-        with serve(latency_s=0.02) as (url, stats):
-            c = Client(url, tmp_path / transport, transport)
-            results = c.call(rows(20))
-            s = stats()
-        assert all(r.ok and r.finish_reason == "stop" for r in results), results[0]
-        assert all(r.text and r.input_tokens > 0 and r.output_tokens == 8 for r in results)
-        assert len({r.text for r in results}) == 20
-        assert s.total == 20 and s.by_status == {200: 20} and s.duplicates == 0
-        assert c.caller.stats.calls == 20
-        assert c.caller.stats.output_tokens == 160
-        assert c.backend.stats()["transport"] == transport
-        answers[transport] = [r.text for r in results]
-    # Same request body from both transports -> same answer: they send the same JSON.
-    assert answers["lean"] == answers["sdk"]
+    with serve(latency_s=0.02) as (url, stats):
+        c = Client(url, tmp_path)
+        results = c.call(rows(20))
+        s = stats()
+    assert all(r.ok and r.finish_reason == "stop" for r in results), results[0]
+    assert all(r.text and r.input_tokens > 0 and r.output_tokens == 8 for r in results)
+    assert len({r.text for r in results}) == 20
+    assert s.total == 20 and s.by_status == {200: 20} and s.duplicates == 0
+    assert c.caller.stats.calls == 20
+    assert c.caller.stats.output_tokens == 160
 
 
 def test_many_concurrent_connections(tmp_path: Path) -> None:
     with serve(latency_s=0.2) as (url, stats):
-        c = Client(url, tmp_path, concurrency=128)
+        # A pace of 1,000/s at 0.2 s needs ~250 in flight: the ceiling of 128 binds.
+        c = Client(url, tmp_path, concurrency=128, requests_per_minute=60_000)
         results = c.call(rows(300))
         s = stats()
     assert all(r.ok for r in results)
@@ -228,20 +219,87 @@ def test_limiter_remaining_zero_pauses_and_one_cut_per_congestion_event() -> Non
         await lim.release(rate_limited=True, retry_after=0.0, sent_at=await lim.acquire())
         assert lim.limit == 2  # a request sent after the cut that still got 429: cut again
 
-        # With a known pace, a 429 slows the pace by 10 % and keeps the concurrency that pace needs.
-        # 6000/min (x 0.99 safety) with answers taking 0.1 s: ~10 requests in flight keep the pace.
-        lim = RateLimiter(16, requests_per_minute=6000)
+        # With a known pace the in-flight limit is Little's law: pace x latency x 1.25 + HEADROOM; a 429
+        # slows the pace by 10 %, and the limit follows the slower pace.
+        lim = RateLimiter(1024, requests_per_minute=6000)  # paced at 98/s (0.98 safety)
         await lim.release(sent_at=await lim.acquire() - 0.1)  # a success that took 0.1 s
+        assert lim.cap() == math.ceil(98 * 0.1 * 1.25) + HEADROOM
         await lim.release(rate_limited=True, retry_after=0.0, sent_at=await lim.acquire())
-        assert lim.pace == pytest.approx(0.9) and lim.limit == 10  # not 8: 89/s x 0.1 s needs 10
+        assert lim.pace == pytest.approx(0.9) and lim.cap() == math.ceil(98 * 0.9 * 0.1 * 1.25) + HEADROOM
         for _ in range(3):
             await lim.release(rate_limited=True, retry_after=0.0, sent_at=await lim.acquire())
-        assert lim.stats.min_pace == pytest.approx(0.9**4) and lim.limit == 8
+        assert lim.stats.min_pace == pytest.approx(0.9**4)
         for _ in range(10):  # successes restore the pace, 0.2 % each
             await lim.release(sent_at=await lim.acquire() - 0.1)
         assert lim.pace == pytest.approx(0.9**4 + 0.02)
 
     asyncio.run(main())
+
+
+def test_limiter_sizes_in_flight_from_pace_and_latency() -> None:
+    async def main() -> None:
+        lim = RateLimiter(1024, requests_per_minute=3000)  # paced at 49/s
+        assert lim.cap() == INITIAL_IN_FLIGHT
+        t0 = await lim.acquire()
+        lim.tick(now=t0 + 2.0)  # nothing answered after 2 s: the latency is at least 2 s
+        assert lim.cap() == math.ceil(49 * 2.0 * 1.25) + HEADROOM
+        await lim.release(sent_at=t0 - 5.0)  # the answer took 5 s: 3000/min needs ~250 in flight
+        assert lim.cap() == math.ceil(49 * 5.0 * 1.25) + HEADROOM
+        low = RateLimiter(64, requests_per_minute=3000)  # the ceiling binds
+        await low.release(sent_at=await low.acquire() - 5.0)
+        assert low.cap() == 64 and low.stats.max_concurrency == 64
+
+        # The pace can come from the server: Anthropic's headers, its reset an RFC 3339 time.
+        lim = RateLimiter(1024)
+        assert lim.rate() is None
+        await lim.release(headers={"anthropic-ratelimit-requests-limit": "600",
+                                   "anthropic-ratelimit-requests-remaining": "0",
+                                   "anthropic-ratelimit-requests-reset": "2000-01-01T00:00:00Z"},
+                          sent_at=await lim.acquire())
+        assert lim.stats.header_rpm == 600 and lim.rate() == pytest.approx(600 * 0.98 / 60)
+        t0 = time.monotonic()
+        await lim.release(sent_at=await lim.acquire())
+        assert time.monotonic() - t0 < 0.09  # the reset time had passed: no pause
+        # ... and from tokens per minute: 60,000 tokens/min at ~1,000 tokens a request = ~1 request/s.
+        lim = RateLimiter(1024, tokens_per_minute=60_000)
+        await lim.release(sent_at=await lim.acquire(1000))
+        assert lim.rate() == pytest.approx(0.98)
+
+    asyncio.run(main())
+    assert parse_reset("6m0s") == 360 and parse_reset("120ms") == 0.12 and parse_reset("garbage") is None
+    assert 9 < parse_reset(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 10))) <= 10
+
+
+def test_in_flight_grows_to_what_the_pace_needs(tmp_path: Path) -> None:
+    # 2,400/min (40/s) at 1 s latency needs ~40 in flight, more than the 16 a limiter starts with; the
+    # recipe gives only requests_per_minute (concurrency stays the default ceiling). In flight must
+    # grow within the first second (before any answer), without a single 429.
+    with serve(latency_s=1.0, rpm=2400, rpm_mode="window", window_s=1.0) as (url, stats):
+        c = Client(url, tmp_path, concurrency=ModelSpec().concurrency, requests_per_minute=2400)
+        results = c.call(rows(160))
+        s = stats()
+    assert all(r.ok for r in results) and s.duplicates == 0
+    assert s.status(429) <= 2, s.by_status  # under 1 % (timer jitter on a loaded machine)
+    assert s.max_in_flight >= 30, s.max_in_flight
+    arrivals = sorted(s.arrivals)
+    # Before the first answer (1 s), more than the 16 a limiter starts with went out (40 at full pace).
+    assert sum(a < arrivals[0] + 1.0 for a in arrivals) >= 24
+    st = c.backend.stats()
+    assert st["concurrency_ceiling"] == 1024 and 40 <= st["max_concurrency"] < 200
+
+
+def test_without_a_pace_latency_stops_the_growth(tmp_path: Path) -> None:
+    # A server that slows down under load (as vLLM does past its batch size): 20 ms plus 5 ms per
+    # request in flight. No pace is known; slow start must stop once latency doubles, far below the
+    # ceiling of 1024.
+    with serve(latency_s=0.02, load_latency_s=0.005) as (url, stats):
+        c = Client(url, tmp_path, concurrency=1024)
+        results = c.call(rows(400))
+        s = stats()
+    assert all(r.ok for r in results)
+    st = c.backend.stats()
+    assert s.max_in_flight < 100 and st["max_concurrency"] < 100, (s.max_in_flight, st)
+    assert st["max_concurrency"] > INITIAL_IN_FLIGHT  # it did grow first
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,9 +317,9 @@ def test_random_500s_are_retried(tmp_path: Path) -> None:
     assert st["server_errors"] == s.status(500) == st["retries"]
 
 
-def test_500s_retried_then_succeed(tmp_path: Path, transport: str) -> None:
+def test_500s_retried_then_succeed(tmp_path: Path) -> None:
     with serve(latency_s=0.01) as (url, stats):
-        c = Client(url, tmp_path, transport)
+        c = Client(url, tmp_path)
         results = c.call(rows(5, "[[500*2]]"))
         s = stats()
     assert all(r.ok for r in results)
@@ -269,9 +327,9 @@ def test_500s_retried_then_succeed(tmp_path: Path, transport: str) -> None:
     assert c.backend.stats()["retries"] == 10
 
 
-def test_400_fails_fast(tmp_path: Path, transport: str) -> None:
+def test_400_fails_fast(tmp_path: Path) -> None:
     with serve(latency_s=0.01) as (url, stats):
-        c = Client(url, tmp_path, transport)
+        c = Client(url, tmp_path)
         results = c.call(rows(4) + rows(1, "[[400]]", tag="bad"))
         s = stats()
     assert all(r.ok for r in results[:4])
@@ -283,9 +341,9 @@ def test_400_fails_fast(tmp_path: Path, transport: str) -> None:
     assert c.caller.stats.errors == {"http_400": 1}
 
 
-def test_malformed_json_retried_then_reported(tmp_path: Path, transport: str) -> None:
+def test_malformed_json_retried_then_reported(tmp_path: Path) -> None:
     with serve(latency_s=0.01) as (url, stats):
-        c = Client(url, tmp_path, transport, max_retries=2)
+        c = Client(url, tmp_path, max_retries=2)
         flaky = c.call(rows(3, "[[malformed*1]]"))
         assert all(r.ok for r in flaky) and stats().by_fault == {"malformed": 3, "ok": 3}
         stats.reset()
@@ -297,9 +355,9 @@ def test_malformed_json_retried_then_reported(tmp_path: Path, transport: str) ->
     assert s.total == 6  # 1 + max_retries attempts each
 
 
-def test_timeouts_are_retried_then_reported(tmp_path: Path, transport: str) -> None:
+def test_timeouts_are_retried_then_reported(tmp_path: Path) -> None:
     with serve(latency_s=0.01, slow_s=5) as (url, stats):
-        c = Client(url, tmp_path, transport, timeout_s=0.3, max_retries=1)
+        c = Client(url, tmp_path, timeout_s=0.3, max_retries=1)
         results = c.call(rows(1, "[[slow*1]]", tag="once") + rows(1, "[[slow]]", tag="always"))
         s = stats()
     once, always = results
@@ -309,13 +367,13 @@ def test_timeouts_are_retried_then_reported(tmp_path: Path, transport: str) -> N
     assert c.backend.stats()["timeouts"] == 3
 
 
-def test_dropped_connections_and_refused_port(tmp_path: Path, transport: str) -> None:
+def test_dropped_connections_and_refused_port(tmp_path: Path) -> None:
     with serve(latency_s=0.01) as (url, stats):
-        c = Client(url, tmp_path, transport)
+        c = Client(url, tmp_path)
         assert all(r.ok for r in c.call(rows(3, "[[drop*1]]")))
         assert stats().by_fault == {"dropped": 3, "ok": 3}
     # The server is gone now: connection refused, retried, then reported.
-    c = Client(url, tmp_path / "gone", transport, max_retries=1)
+    c = Client(url, tmp_path / "gone", max_retries=1)
     (r,) = c.call(rows(1, tag="gone"))
     assert r.error == "connection" and "gave up after 2 attempts" in r.error_detail
     assert c.backend.stats()["connection_errors"] == 2
@@ -390,9 +448,9 @@ def test_identical_requests_are_paid_once(tmp_path: Path) -> None:
         assert stats().duplicates == 1
 
 
-def test_api_key_never_leaks(tmp_path: Path, transport: str) -> None:
+def test_api_key_never_leaks(tmp_path: Path) -> None:
     with serve(latency_s=0.01) as (url, stats):
-        c = Client(url, tmp_path, transport, max_retries=1)
+        c = Client(url, tmp_path, max_retries=1)
         results = c.call(
             rows(3) + rows(1, "[[401]]", tag="auth") + rows(1, "[[400]]", tag="bad")
             + rows(1, "[[500]]", tag="err") + rows(1, "[[malformed]]", tag="mal")
@@ -411,21 +469,82 @@ def test_api_key_never_leaks(tmp_path: Path, transport: str) -> None:
 # transports
 
 
-def test_auto_transport_lean_for_local_http_sdk_for_https_and_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    https = ModelSpec(backend="openai", model="m", base_url="https://api.example.invalid/v1", api_key_env=KEY_ENV)
-    assert make_backend(https).transport == "sdk"  # hosted endpoints: the official SDK
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert make_backend(ModelSpec(backend="openai", model="m")).transport == "sdk"  # api.openai.com
-    local = ModelSpec(backend="openai", model="m", base_url="http://10.0.0.5:8000/v1")
-    assert make_backend(local).transport == "lean"  # a vLLM / llama.cpp server on plain http
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    assert make_backend(local).transport == "sdk"
-    monkeypatch.setenv("NO_PROXY", "10.0.0.5")
-    assert make_backend(local).transport == "lean"
-    assert make_backend(https.model_copy(update={"options": {"http_client": "lean"}})).transport == "lean"
-    assert make_backend(local.model_copy(update={"options": {"http_client": "sdk"}})).transport == "sdk"
-    with pytest.raises(BackendConfigError, match="http_client"):
-        make_backend(local.model_copy(update={"options": {"http_client": "curl"}}))
+def test_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert proxy_for("http://10.0.0.5:8000/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://alice:s%40cret@proxy.example.invalid:3128")
+    p = proxy_for("https://api.openai.com/v1")
+    assert p == Proxy("proxy.example.invalid", 3128, "Basic YWxpY2U6c0BjcmV0")  # base64("alice:s@cret")
+    assert proxy_for("http://10.0.0.5:8000/v1") is None  # HTTPS_PROXY is for https targets only
+    monkeypatch.setenv("ALL_PROXY", "proxy.example.invalid:8080")
+    assert proxy_for("http://10.0.0.5:8000/v1") == Proxy("proxy.example.invalid", 8080)
+    monkeypatch.setenv("NO_PROXY", "10.0.0.5,api.openai.com")
+    assert proxy_for("http://10.0.0.5:8000/v1") is None and proxy_for("https://api.openai.com/v1") is None
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(BackendConfigError, match="only http:// proxies"):
+        make_backend(ModelSpec(backend="openai", model="m", base_url="https://x.example.invalid/v1"))
+
+
+def test_requests_go_through_an_http_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.servers.proxy_server import ProxyServer
+
+    auth = "Basic dTpw"  # u:p
+    with serve(latency_s=0.01) as (url, stats), ProxyServer(require_auth=auth) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://u:p@"))
+        c = Client(url, tmp_path)
+        results = c.call(rows(5))
+        s = stats()
+    assert all(r.ok for r in results) and s.status(200) == 5
+    assert proxy.forwarded and all(t.startswith(url + "/chat/completions") for t in proxy.forwarded)
+    assert set(proxy.auth_seen) == {auth} and not proxy.tunnels
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A throwaway self-signed certificate for 127.0.0.1 (made with the openssl command line)."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    assert openssl, "the https tests need the openssl command line tool"
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_direct_and_through_a_connect_tunnel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   certificate: tuple[str, str]) -> None:
+    from tests.servers.proxy_server import ProxyServer
+
+    with serve(latency_s=0.01, tls=certificate) as (url, stats):
+        assert url.startswith("https://")
+        # The certificate is not trusted yet: a TLS failure is a connection error, retried, reported.
+        (r,) = Client(url, tmp_path / "untrusted", max_retries=0).call(rows(1, tag="untrusted"))
+        assert r.error == "connection" and stats().total == 0
+        monkeypatch.setenv("SSL_CERT_FILE", certificate[0])  # what the system store honours
+        assert all(r.ok for r in Client(url, tmp_path / "direct").call(rows(3, tag="direct")))
+        with ProxyServer() as proxy:
+            monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+            assert all(r.ok for r in Client(url, tmp_path / "proxied").call(rows(3, tag="proxied")))
+        s = stats()
+    assert s.status(200) == 6 and s.duplicates == 0
+    port = url.split(":")[2].split("/")[0]
+    assert proxy.tunnels and set(proxy.tunnels) == {f"127.0.0.1:{port}"} and not proxy.forwarded
+
+
+def test_failure_kinds_are_one_table() -> None:
+    assert [failure_kind(s) for s in (200, 400, 401, 403, 404, 408, 409, 422, 429, 500, 503, 529)] == [
+        None, "bad_request", "auth", "auth", "not_found", "timeout", "bad_request", "bad_request",
+        "rate_limited", "server_error", "server_error", "server_error"]
+    from cftdata.backends.http import TransportError
+
+    assert failure_kind(exc=TransportError("reset")) == "connection"
+    assert failure_kind(exc=asyncio.TimeoutError()) == "timeout"
+    assert failure_kind(exc=json.JSONDecodeError("x", "", 0)) == "server_error"
+    assert failure_kind(exc=RuntimeError("a bug")) is None
 
 
 async def _chunked(server: FaultServer, req: ServerRequest) -> Response:
@@ -470,3 +589,78 @@ def test_http_client_protocol_corners() -> None:
         s = stats()
     assert [json.loads(b) for b in bodies] == [{"a": 1}, {"b": 2}, {"c": 3}, {"b": 2}, {"d": 4}, {"c": 3}, {"c": 3}]
     assert s.by_route["POST /v1/gzip"] == 2 and s.by_route["POST /v1/closing"] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# through the pipeline: the pipe does not drain between shards
+
+
+def test_build_keeps_requests_in_flight_across_shards(tmp_path: Path) -> None:
+    import yaml
+
+    from cftdata.pipeline import build
+    from cftdata.recipe import load_recipe
+
+    src = tmp_path / "source.jsonl"
+    src.write_text("".join(json.dumps({"q": f"What is {i} + {i}?", "r": f"{2 * i}"}) + "\n" for i in range(90)))
+    recipe = tmp_path / "recipe.yaml"
+    with serve(latency_s=0.4, error_rate=0.05, seed=3) as (url, stats):
+        recipe.write_text(yaml.safe_dump({
+            "version": 1, "name": "online", "source": {"path": str(src), "question": "q", "response": "r"},
+            "teacher": {"backend": "openai", "model": "fault-model", "base_url": url, "api_key_env": KEY_ENV,
+                        "requests_per_minute": 6000, "params": {"max_tokens": 64}},
+            "output": {"dir": str(tmp_path / "out")}, "run": {"shard_size": 10},
+        }))
+        result = build(load_recipe(recipe))
+        s = stats()
+        # 9 shards of 10 rows: requests of later shards were on the wire while earlier ones finished.
+        assert s.max_in_flight > 10, s.max_in_flight
+        assert result.rows == 90 and result.rejected == 0
+        assert s.status(200) == 90 and s.duplicates == 0 and s.status(500) > 0
+        usage = result.manifest["usage"]["critique"]
+        assert usage["calls_made"] == 90 and usage["cache_hits"] == 0 and usage["output_tokens"] == 90 * 8
+        stats.reset()
+        again = build(load_recipe(recipe))  # everything from the cache: no request
+        assert again.rows == 90 and stats().total == 0
+        assert again.manifest["usage"]["critique"]["cache_hits"] == 90
+
+
+def test_build_killed_mid_way_pays_nothing_twice(tmp_path: Path) -> None:
+    """kill -9 while answers stream in from the background thread; the rerun asks only for the rest."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    src = tmp_path / "source.jsonl"
+    src.write_text("".join(json.dumps({"q": f"What is {i} * {i}?", "r": f"{i * i}"}) + "\n" for i in range(120)))
+    recipe = tmp_path / "recipe.yaml"
+    env = {**os.environ, "CFTDATA_CACHE_DIR": str(tmp_path / "cache"), KEY_ENV: SECRET}
+    with serve(process=True, latency_s=0.2) as (url, stats):
+        recipe.write_text(yaml.safe_dump({
+            "version": 1, "name": "killed", "source": {"path": str(src), "question": "q", "response": "r"},
+            "teacher": {"backend": "openai", "model": "fault-model", "base_url": url, "api_key_env": KEY_ENV,
+                        "requests_per_minute": 1200, "params": {"max_tokens": 64}},
+            "output": {"dir": str(tmp_path / "out")}, "run": {"shard_size": 20},
+        }))
+        cmd = [sys.executable, "-m", "cftdata.cli", "build", str(recipe), "-q"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while stats().answered < 40 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        first = stats().answered
+        assert 40 <= first < 120, first
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        s = stats()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["rows_out"] == 120
+    # Every answer stored before the kill is reused; only those on the wire at the kill (the server had
+    # answered, the client had not stored yet: at most the window, ~20 x 0.2 x 1.25 + 4) are asked again.
+    usage = manifest["usage"]["critique"]
+    assert usage["cache_hits"] + usage["calls_made"] == 120
+    assert s.duplicates <= 20 and usage["cache_hits"] >= first - 20, (s.duplicates, first, usage)
+    assert s.answered == 120 + s.duplicates

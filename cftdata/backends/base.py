@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from cftdata.errors import BackendConfigError
@@ -104,8 +104,9 @@ class Result:
         return self.error is None
 
     def to_json(self) -> str:
-        d = asdict(self)
-        d.pop("cached")
+        d = {"text": self.text, "finish_reason": self.finish_reason, "input_tokens": self.input_tokens,
+             "output_tokens": self.output_tokens, "error": self.error, "error_detail": self.error_detail,
+             "extra": self.extra}
         return json.dumps(d, ensure_ascii=False)
 
     @classmethod
@@ -147,6 +148,9 @@ class Backend(ABC):
     #: The engine does not give its memory back when closed (vLLM): run one model per process when
     #: several models are evaluated one after the other.
     process_per_model: ClassVar[bool] = False
+    #: Whether :meth:`submit` starts work that :meth:`generate` later collects (online and batch APIs):
+    #: the pipeline then starts every shard's calls before any shard waits (see ``pipeline.Build._map_phase``).
+    submits_ahead: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -163,6 +167,10 @@ class Backend(ABC):
     def check(self, requests: Sequence[Request]) -> None:  # noqa: B027 - optional hook
         """Raise :class:`~cftdata.errors.BackendConfigError` for requests this backend cannot take (unknown
         sampling parameters...), before any is sent."""
+
+    def submit(self, requests: Sequence[Request]) -> None:  # noqa: B027 - optional hook
+        """Start ``requests`` without waiting (``submits_ahead`` backends); a later :meth:`generate` of the
+        same requests collects them. The work must be persisted, so that a rerun after a kill resumes it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients, processes, models."""

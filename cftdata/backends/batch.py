@@ -30,10 +30,16 @@ Options (``options:`` of the model section): ``state_dir`` (default
 Finished state files move to ``<state_dir>/finished/`` (an audit trail of batch ids; nothing reads
 them again). One state file is driven by one process at a time.
 
-A ``generate`` call returns when all its batches have ended (up to the providers' 24 h window), so
-callers should hand a batch backend many requests per call. ``spec.stall_timeout_s`` bounds only a
-run of failing polls (then :class:`~cftdata.errors.NoProgressError`, state kept); a rejected key
-stops at once with :class:`~cftdata.errors.BackendConfigError` (state kept, rerun resumes).
+* **Submit ahead, wait once.** :meth:`BatchBackend.submit` creates (and persists) the batches of a
+  request set without polling; the pipeline calls it for every shard before the first shard waits,
+  so a build of many shards is one wait, not one per shard. A later ``generate`` of the same set
+  polls the batches ``submit`` made (a rerun after a kill finds them in the state file). Requests an
+  earlier ``submit`` of the same backend already holds are not submitted twice.
+
+A ``generate`` call returns when all its batches have ended (up to the providers' 24 h window).
+``spec.stall_timeout_s`` bounds only a run of failing polls (then
+:class:`~cftdata.errors.NoProgressError`, state kept); a rejected key stops at once with
+:class:`~cftdata.errors.BackendConfigError` (state kept, rerun resumes).
 """
 
 from __future__ import annotations
@@ -226,7 +232,7 @@ class BatchBackend(Backend):
     paid: ClassVar[bool] = True
     #: Batch APIs bill half the online price (used by cost estimates).
     discount: ClassVar[float] = 0.5
-    min_shard_rows = 50_000  # each generate() waits for its batches: one shard should fill a batch
+    submits_ahead = True
     #: The provider's per-batch limits (bytes with a safety margin under the documented maximum).
     max_requests_limit: ClassVar[int]
     max_bytes_limit: ClassVar[int]
@@ -248,6 +254,10 @@ class BatchBackend(Backend):
             "items_redelivered": 0, "polls": 0, "poll_errors": 0, "failed": 0,
         }
         self._last_shown: dict[str, tuple[str, tuple]] = {}
+        #: Request keys handed to :meth:`submit` so far (never submitted twice by this backend).
+        self._submitted: set[str] = set()
+        #: Jobs :meth:`submit` opened, by state path: (job, adopted sources, results already known).
+        self._prepared: dict[Path, tuple[BatchJob, list[BatchJob], dict[str, Result]]] = {}
 
     def stats(self) -> dict[str, Any]:
         return dict(self.counters)
@@ -284,7 +294,8 @@ class BatchBackend(Backend):
 
     # -- the engine ----------------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[Request], on_result: OnResult) -> None:
+    def _index(self, requests: Sequence[Request]) -> tuple[dict[str, Request], dict[str, list[int]]]:
+        """Distinct requests by cache key, and where each key occurs in ``requests``."""
         ns = self.cache_namespace
         where: dict[str, list[int]] = {}
         by_key: dict[str, Request] = {}
@@ -292,10 +303,40 @@ class BatchBackend(Backend):
             k = r.cache_key(ns)
             where.setdefault(k, []).append(i)
             by_key.setdefault(k, r)
+        return by_key, where
+
+    def submit(self, requests: Sequence[Request]) -> None:
+        """Create and persist the batches of ``requests`` (less those submitted before); do not wait."""
+        by_key, _ = self._index(requests)
+        by_key = {k: r for k, r in by_key.items() if k not in self._submitted}
         if not by_key:
             return
-        job, sources = self._open_job(ns, by_key)
+        self._submitted.update(by_key)
+        job, sources = self._open_job(self.cache_namespace, by_key)
+        early: dict[str, Result] = {}  # items settled at once (too large, refused): delivered by generate
+        keys = list(by_key)
+        run = _Run(job, by_key, {k: [i] for i, k in enumerate(keys)},
+                   lambda i, result: early.__setitem__(keys[i], result), sources=sources)
+        for pend in list(job.pending):
+            self._recover(job, pend)
+        self._submit_todo(run)
+        self._prepared[job.path] = (job, sources, early)
+
+    def generate(self, requests: Sequence[Request], on_result: OnResult) -> None:
+        ns = self.cache_namespace
+        by_key, where = self._index(requests)
+        if not by_key:
+            return
+        prepared = self._prepared.pop(self._job_path(set_hash(by_key)), None)
+        if prepared is not None and set(prepared[0].items) == set(by_key):
+            job, sources, early = prepared
+        else:
+            (job, sources), early = self._open_job(ns, by_key), {}
         run = _Run(job, by_key, where, on_result, sources=sources)
+        for k, result in early.items():
+            run.delivered.add(k)
+            for i in where[k]:
+                on_result(i, result)
         try:
             self._drive(run)
         except BaseException as e:

@@ -28,16 +28,16 @@ def default_cache_dir() -> Path:
 class RequestCache:
     """A SQLite table ``key -> result``. Safe to share between builds (grids share one)."""
 
-    def __init__(self, path: Path, readonly: bool = False) -> None:
+    def __init__(self, path: Path, readonly: bool = False, check_same_thread: bool = True) -> None:
         self.path = path
         self.readonly = readonly
         if readonly:  # lookups only: the file must exist, nothing is created or written
             self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
-                                       isolation_level=None)
+                                       isolation_level=None, check_same_thread=check_same_thread)
             self._db.execute("SELECT 1 FROM results LIMIT 1")
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        self._db = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=check_same_thread)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(

@@ -8,6 +8,7 @@ placed where the run's executor puts it, or estimating ones for a dry run (:mod:
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,23 +58,105 @@ class ModelCaller:
         self.cache = cache
         self.stats = CallStats()
         self.on_progress = on_progress
+        # Requests submitted ahead to a backend that delivers them itself (online backends): keys not yet
+        # collected by call(), the failures among the finished ones (answers are in the cache), and a
+        # second cache connection for the backend's thread, which stores each answer as it arrives.
+        self._ahead: set[str] = set()
+        self._ahead_done: set[str] = set()
+        self._ahead_failed: dict[str, Result] = {}
+        self._lock = threading.Condition()
+        self._bg_cache: RequestCache | None = None
+
+    def submit(self, requests: list[Request]) -> None:
+        """Start the requests the cache cannot answer on a ``submits_ahead`` backend, without waiting
+        (distinct requests once); a later :meth:`call` of the same requests collects the answers."""
+        if not self.stores or not self.backend.submits_ahead:
+            return
+        ns = self.backend.cache_namespace
+        keyed = {r.cache_key(ns): r for r in requests}
+        found = self.cache.get_many(keyed) if self.cache is not None else {}
+        missing = {k: r for k, r in keyed.items() if k not in found and k not in self._ahead}
+        if not missing:
+            return
+        if not getattr(self.backend, "delivers_ahead", False):
+            self.backend.submit(list(missing.values()))  # a batch API: call() -> generate() collects
+            return
+        if self.cache is None:
+            return  # answers submitted ahead are kept in the cache only: without one, call() runs them
+        if self._bg_cache is None:
+            self._bg_cache = RequestCache(self.cache.path, check_same_thread=False)
+        keys = list(missing)
+        with self._lock:
+            self._ahead.update(keys)
+
+        def on_result(j: int, result: Result) -> None:  # in the backend's thread
+            key = keys[j]
+            with self._lock:
+                self._count(result)
+                if result.ok:
+                    self._bg_cache.put(key, result, ns, missing[key].model)
+                else:
+                    self._ahead_failed[key] = result
+                self._ahead_done.add(key)
+                self._lock.notify_all()
+
+        self.backend.submit(list(missing.values()), on_result)
+
+    def _count(self, result: Result) -> None:
+        self.stats.calls += 1
+        self.stats.input_tokens += result.input_tokens
+        self.stats.output_tokens += result.output_tokens
+        if not result.ok:
+            self.stats.errors[result.error] += 1
+
+    def _collect_ahead(self, keys: list[str]) -> dict[str, Result]:
+        """Wait for requests submitted ahead and take their results (answers from the cache)."""
+        wanted = set(keys)
+        with self._lock:
+            while not wanted <= self._ahead_done:
+                err = self.backend.background_error()
+                if err is not None:
+                    raise err
+                self._lock.wait(0.5)
+            self._ahead -= wanted
+            self._ahead_done -= wanted
+            failed = {k: self._ahead_failed.pop(k) for k in wanted if k in self._ahead_failed}
+        assert self.cache is not None
+        found = self.cache.get_many([k for k in wanted if k not in failed])
+        for k in wanted:
+            if k not in failed and k not in found:  # the store lost it (a foreign cache cleanup): say so
+                failed[k] = Result(error="no_result", error_detail="an answer submitted ahead is not in the cache")
+        for r in found.values():
+            r.cached = False  # paid in this run
+        return {**found, **failed}
+
+    def close(self) -> None:
+        """Stop the backend (and its background thread), then close the second cache connection."""
+        self.backend.close()
+        if self._bg_cache is not None:
+            self._bg_cache.close()
+            self._bg_cache = None
 
     def call(self, requests: list[Request]) -> list[Result]:
         ns = self.backend.cache_namespace
         keys = [r.cache_key(ns) for r in requests]
-        found = self.cache.get_many(keys) if self.cache is not None else {}
-        results: list[Result | None] = [found.get(k) for k in keys]
+        ahead = [k for k in dict.fromkeys(keys) if k in self._ahead]
+        collected = self._collect_ahead(ahead) if ahead else {}
+        found = self.cache.get_many([k for k in keys if k not in collected]) if self.cache is not None else {}
+        results: list[Result | None] = [collected.get(k) or found.get(k) for k in keys]
         self.stats.requests += len(requests)
         # Identical requests in one batch are sent once.
         todo: dict[str, list[int]] = {}
+        hits = 0
         for i, (k, r) in enumerate(zip(keys, results, strict=True)):
             if r is None:
                 todo.setdefault(k, []).append(i)
-            else:
+            elif k not in collected:
+                hits += 1
                 self.stats.cache_hits += 1
                 self.stats.cached_input_tokens += r.input_tokens
                 self.stats.cached_output_tokens += r.output_tokens
-        if self.on_progress and self.stats.cache_hits:
+        if self.on_progress and (hits or collected):
             self.on_progress(len(requests) - sum(len(v) for v in todo.values()))
         if todo:
             miss_keys = list(todo)
@@ -81,14 +164,10 @@ class ModelCaller:
 
             def on_result(j: int, result: Result) -> None:
                 key = miss_keys[j]
-                self.stats.calls += 1
-                self.stats.input_tokens += result.input_tokens
-                self.stats.output_tokens += result.output_tokens
-                if result.ok:
-                    if self.cache is not None and self.stores:
-                        self.cache.put(key, result, ns, miss_requests[j].model)
-                else:
-                    self.stats.errors[result.error] += 1
+                with self._lock:
+                    self._count(result)
+                if result.ok and self.cache is not None and self.stores:
+                    self.cache.put(key, result, ns, miss_requests[j].model)
                 for i in todo[key]:
                     results[i] = result
                 if self.on_progress:
@@ -103,10 +182,6 @@ class ModelCaller:
     def _generate(self, requests: list[Request], on_result: OnResult) -> None:
         """Answer the requests the cache did not have."""
         self.backend.generate(requests, on_result)
-
-    def close(self) -> None:
-        """Release the backend."""
-        self.backend.close()
 
 
 class EstimatingCaller(ModelCaller):

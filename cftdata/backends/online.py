@@ -2,7 +2,7 @@
 
 Subclasses implement :meth:`OnlineBackend.send`: one attempt, returning a Result or raising a
 :class:`Retryable` (429, 5xx, connection errors, timeouts). This class runs all requests on an event
-loop under the :class:`RateLimiter`, retries with jittered exponential backoff (tenacity), honours
+loop under the :class:`RateLimiter`, retries with jittered exponential backoff, honours
 Retry-After, and stops with :class:`NoProgressError` when nothing finishes for ``stall_timeout_s``.
 
 Retry policy: 5xx, connection errors, timeouts and unparseable bodies count against
@@ -12,40 +12,95 @@ retried as soon as it lets them through; they have their own budget of
 :data:`RATE_LIMITED_ATTEMPTS` attempts per request so that a long cool-down does not turn rows into
 failures (a server that never lets anything through ends the run through the stall timeout).
 
-:class:`HTTPClient` is a small keep-alive HTTP/1.1 client on asyncio streams that backends may use
-instead of an SDK where the SDK's per-request CPU cost matters (thousands of requests a minute).
+How many requests are in flight is the :class:`~cftdata.backends.limits.RateLimiter`'s business:
+sized from the rate limits and the observed latency, ``concurrency`` being only its ceiling. The
+runner keeps a few more row tasks than the limiter's current size, so memory follows what is in
+flight, not the ceiling.
+
+Two ways to run: :meth:`OnlineBackend.generate` runs a list of requests on a loop of its own and
+returns when all are answered; :meth:`OnlineBackend.submit` hands requests to one event loop in a
+background thread that lives as long as the backend and keeps the window full from a queue, so a
+pipeline that submits shard after shard (``submits_ahead``) never lets the pipe drain between
+shards (at 5 s per request, a drain costs ~10 s per shard). Submitting blocks while more than
+:meth:`OnlineBackend.max_ahead` requests are unfinished, which bounds memory.
+
+Failures are classified in one place, :func:`failure_kind` (status code or exception type -> kind).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
+import functools
+import json
+import logging
 import random
-import ssl
 import sys
 import time
-import zlib
 from abc import abstractmethod
+from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from cftdata.backends.base import Backend, OnResult, Request, Result
-from cftdata.backends.limits import RateLimiter
-from cftdata.errors import NoProgressError
+from cftdata.backends.http import HTTPClient, TransportError, proxy_for
+from cftdata.backends.limits import RateLimiter, parse_retry_after
+from cftdata.errors import BackendConfigError, NoProgressError
 from cftdata.recipe import ModelSpec
 
 _T = TypeVar("_T")
+
+log = logging.getLogger("cftdata.backends")
 
 #: Attempts per request that may end in 429 before the row fails as ``rate_limited``.
 RATE_LIMITED_ATTEMPTS = 50
 
 _COUNTER_OF_KIND = {"rate_limited": "rate_limited", "server_error": "server_errors",
                     "connection": "connection_errors", "timeout": "timeouts"}
+
+#: Failure kinds worth another attempt; every other kind fails its row at once.
+RETRYABLE = frozenset({"rate_limited", "server_error", "connection", "timeout"})
+
+#: HTTP status -> failure kind, where the status alone decides (others: see :func:`failure_kind`).
+STATUS_KINDS = {401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limited",
+                529: "server_error"}
+
+#: How often the runner re-sizes the limiter while it ramps up (every slot taken, nothing back yet),
+#: and how often otherwise (every grant and release re-sizes it then), in seconds.
+TICK_S = 0.05
+IDLE_TICK_S = 0.5
+
+
+def failure_kind(status: int | None = None, exc: BaseException | None = None) -> str | None:
+    """The one classification of failed attempts: an HTTP status or an exception -> a kind, None for success.
+
+    Kinds: ``rate_limited`` (429), ``server_error`` (5xx, 529 overloaded, a 2xx body that does not
+    parse), ``connection`` (refused, reset, TLS, proxy: :class:`~cftdata.backends.http.TransportError`),
+    ``timeout`` (no answer in time, 408), ``auth`` (401, 403), ``not_found`` (404), ``bad_request``
+    (every other 4xx). The first four are retried (:data:`RETRYABLE`); the others fail the row at
+    once as ``http_<status>``. Decided by status code and exception type, never by message text.
+    """
+    if exc is not None:
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            return "timeout"
+        if isinstance(exc, TransportError):
+            return "connection"
+        return "server_error" if isinstance(exc, (ValueError, KeyError, TypeError, IndexError, AttributeError)) else None
+    if status is None or 200 <= status < 300:
+        return None
+    if status in STATUS_KINDS:
+        return STATUS_KINDS[status]
+    return "server_error" if status >= 500 else "bad_request"
+
+
+def check_status(status: int, headers: Mapping[str, str], detail: str) -> Result | None:
+    """Apply :func:`failure_kind` to an answer: None if it succeeded, a fail-fast Result, or raise Retryable."""
+    kind = failure_kind(status)
+    if kind is None:
+        return None
+    if kind in RETRYABLE:
+        raise Retryable(kind, detail, parse_retry_after(headers), headers)
+    return Result(error=f"http_{status}", error_detail=detail)
 
 
 class Retryable(Exception):
@@ -58,6 +113,19 @@ class Retryable(Exception):
         self.detail = detail
         self.retry_after = retry_after
         self.headers = headers
+
+
+def _raise_open_files(wanted: int) -> None:
+    """Raise this process's soft limit on open files toward ``wanted`` (one socket per request in flight)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def estimate_tokens(request: Request) -> int:
@@ -77,6 +145,9 @@ async def _with_timeout(coro: Coroutine[Any, Any, _T], seconds: float) -> _T:
 class OnlineBackend(Backend):
     """Async, rate-limited, retrying runner around a single-request :meth:`send`."""
 
+    submits_ahead = True
+    delivers_ahead = True
+
     #: Backoff before retry n (n = 1, 2, ...): ``initial * 2**(n-1)`` capped at ``max``, plus jitter.
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 60.0
@@ -85,10 +156,13 @@ class OnlineBackend(Backend):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self.limiter = RateLimiter(spec.concurrency, spec.requests_per_minute, spec.tokens_per_minute)
+        _raise_open_files(spec.concurrency + 256)
         self.counters: dict[str, int] = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0,
                                          "connection_errors": 0, "timeouts": 0, "failed": 0}
         #: Strings (API keys) that must never appear in an error detail; subclasses add theirs.
         self.secrets: list[str] = []
+        self._ceiling_warned = False
+        self._bg: _Background | None = None
 
     @abstractmethod
     async def send(self, request: Request) -> tuple[Result, Mapping[str, str] | None]:
@@ -98,11 +172,13 @@ class OnlineBackend(Backend):
         """Close async clients (called on the loop that used them)."""
 
     def stats(self) -> dict[str, Any]:
-        return {**self.counters, "min_concurrency": self.limiter.stats.min_concurrency,
-                "limiter_wait_s": round(self.limiter.stats.waits_s, 3),
-                "min_pace": round(self.limiter.stats.min_pace, 3),
-                "server_rpm_limit": self.limiter.stats.header_rpm,
-                "server_tpm_limit": self.limiter.stats.header_tpm}
+        ls = self.limiter.stats
+        return {**self.counters, "min_concurrency": ls.min_concurrency, "max_concurrency": ls.max_concurrency,
+                "peak_in_flight": ls.peak_in_flight, "concurrency_ceiling": self.limiter.max_concurrency,
+                "limiter_wait_s": round(ls.waits_s, 3),
+                "min_pace": round(ls.min_pace, 3),
+                "server_rpm_limit": ls.header_rpm,
+                "server_tpm_limit": ls.header_tpm}
 
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced by ``***``."""
@@ -116,68 +192,55 @@ class OnlineBackend(Backend):
         est = estimate_tokens(request)
         max_retries = self.spec.max_retries
         hard_failures = 0  # failed attempts that count against max_retries (all but 429s)
-
-        def stop(rs: RetryCallState) -> bool:
-            e = rs.outcome.exception() if rs.outcome else None
-            if isinstance(e, Retryable) and e.kind == "rate_limited":
-                return rs.attempt_number >= max(RATE_LIMITED_ATTEMPTS, max_retries + 1)
-            return hard_failures > max_retries
-
-        def wait(rs: RetryCallState) -> float:
-            e = rs.outcome.exception() if rs.outcome else None
-            if not isinstance(e, Retryable) or e.kind == "rate_limited":
-                return 0.0  # the limiter's cool-down and pacing space the retry
-            backoff = min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(0, hard_failures - 1))
-            backoff += random.uniform(0, self.backoff_jitter_s)
-            return max(backoff, min(e.retry_after or 0.0, self.backoff_max_s))
-
-        retrying = AsyncRetrying(stop=stop, wait=wait, retry=retry_if_exception_type(Retryable), reraise=True)
-        attempt_no = 0
         limiter = self.limiter
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempt_no += 1
-                    if attempt_no > 1:
-                        self.counters["retries"] += 1
-                    sent_at = await limiter.acquire(est)
-                    self.counters["requests"] += 1
-                    try:
-                        result, headers = await _with_timeout(self.send(request), self.spec.timeout_s)
-                    except asyncio.TimeoutError:
-                        await limiter.release(sent_at=sent_at)
-                        self.counters["timeouts"] += 1
-                        hard_failures += 1
-                        raise Retryable("timeout", f"no answer within {self.spec.timeout_s:g}s") from None
-                    except Retryable as e:
-                        limited = e.kind == "rate_limited"
-                        key = _COUNTER_OF_KIND.get(e.kind)
-                        if key:
-                            self.counters[key] += 1
-                        if not limited:
-                            hard_failures += 1
-                        await limiter.release(rate_limited=limited, retry_after=e.retry_after, headers=e.headers,
-                                              sent_at=sent_at)
-                        raise
-                    except asyncio.CancelledError:
-                        await limiter.release(sent_at=sent_at)
-                        raise
-                    except Exception as e:  # a bug or an SDK surprise: this row fails, the run goes on
-                        await limiter.release(sent_at=sent_at)
-                        self.counters["failed"] += 1
-                        return Result(error="client_error",
-                                      error_detail=self.redact(f"{type(e).__name__}: {e}")[:2000])
-                    await limiter.release(headers=headers, sent_at=sent_at)
-                    if not result.ok:
-                        self.counters["failed"] += 1
-                        if result.error_detail:
-                            result.error_detail = self.redact(result.error_detail)
-                    return result
-        except Retryable as e:
+        attempt_no = 0
+        while True:
+            attempt_no += 1
+            if attempt_no > 1:
+                self.counters["retries"] += 1
+            sent_at = await limiter.acquire(est)
+            self.counters["requests"] += 1
+            try:
+                result, headers = await _with_timeout(self.send(request), self.spec.timeout_s)
+            except asyncio.TimeoutError:
+                await limiter.release(sent_at=sent_at, ok=False)
+                self.counters["timeouts"] += 1
+                failure = Retryable("timeout", f"no answer within {self.spec.timeout_s:g}s")
+            except Retryable as e:
+                key = _COUNTER_OF_KIND.get(e.kind)
+                if key:
+                    self.counters[key] += 1
+                await limiter.release(rate_limited=e.kind == "rate_limited", retry_after=e.retry_after,
+                                      headers=e.headers, sent_at=sent_at, ok=False)
+                failure = e
+            except asyncio.CancelledError:
+                await limiter.release(sent_at=sent_at, ok=False)
+                raise
+            except Exception as e:  # a bug or a surprise: this row fails, the run goes on
+                await limiter.release(sent_at=sent_at, ok=False)
+                self.counters["failed"] += 1
+                return Result(error="client_error", error_detail=self.redact(f"{type(e).__name__}: {e}")[:2000])
+            else:
+                await limiter.release(headers=headers, sent_at=sent_at)
+                if not result.ok:
+                    self.counters["failed"] += 1
+                    if result.error_detail:
+                        result.error_detail = self.redact(result.error_detail)
+                return result
+            if failure.kind == "rate_limited":
+                # The limiter's cool-down and pacing space the retry; 429s have their own budget.
+                if attempt_no < max(RATE_LIMITED_ATTEMPTS, max_retries + 1):
+                    continue
+            else:
+                hard_failures += 1
+                if hard_failures <= max_retries:
+                    backoff = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (hard_failures - 1))
+                    backoff += random.uniform(0, self.backoff_jitter_s)
+                    await asyncio.sleep(max(backoff, min(failure.retry_after or 0.0, self.backoff_max_s)))
+                    continue
             self.counters["failed"] += 1
-            return Result(error=e.kind,
-                          error_detail=self.redact(f"gave up after {attempt_no} attempts: {e.detail}")[:2000])
-        raise AssertionError("unreachable")  # pragma: no cover
+            return Result(error=failure.kind,
+                          error_detail=self.redact(f"gave up after {attempt_no} attempts: {failure.detail}")[:2000])
 
     def _stall_message(self, in_flight: int) -> str:
         c = self.counters
@@ -202,7 +265,7 @@ class OnlineBackend(Backend):
         index_of: dict[asyncio.Task, int] = {}
         all_done: asyncio.Future[None] = loop.create_future()
         queue = iter(range(len(requests)))
-        window = max(self.spec.concurrency * 2, 8)
+        limiter = self.limiter
         last_progress = time.monotonic()
 
         def on_done(t: asyncio.Task) -> None:
@@ -222,6 +285,10 @@ class OnlineBackend(Backend):
                 all_done.set_result(None)
 
         def refill() -> None:
+            # A quarter more tasks than slots: some wait out a retry backoff, and waiters tell the
+            # limiter there is work for more slots.
+            cap = limiter.cap()
+            window = cap + max(8, cap // 4)
             while len(pending) < window:
                 i = next(queue, None)
                 if i is None:
@@ -234,14 +301,18 @@ class OnlineBackend(Backend):
         refill()
         if not pending:
             return
+        limiter.on_grow = refill
         try:
             while not all_done.done():
                 timeout = self.spec.stall_timeout_s - (time.monotonic() - last_progress)
                 if timeout <= 0:
                     raise NoProgressError(self._stall_message(len(pending)))
-                await asyncio.wait([all_done], timeout=timeout)
+                await asyncio.wait([all_done], timeout=min(timeout, TICK_S if limiter.ramping() else IDLE_TICK_S))
+                if not all_done.done():
+                    limiter.tick()
             all_done.result()
         finally:
+            limiter.on_grow = None
             rest = list(pending)
             for t in rest:
                 t.cancel()
@@ -249,161 +320,259 @@ class OnlineBackend(Backend):
                 await asyncio.gather(*rest, return_exceptions=True)
 
     def generate(self, requests: Sequence[Request], on_result: OnResult) -> None:
+        if self._bg is not None:  # requests submitted ahead are running: join the same loop
+            self._generate_in_background(requests, on_result)
+            return
+
         async def main() -> None:
             try:
                 await self._run(requests, on_result)
             finally:
                 await self.aclose()
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        finally:
+            self._warn_ceiling()
+
+    # -- submitting ahead: one event loop in a background thread for the life of the backend ---------
+
+    def submit(self, requests: Sequence[Request], on_result: OnResult | None = None) -> None:
+        """Start ``requests`` in the background and return; ``on_result(i, result)`` is called from the
+        background thread as each finishes. Blocks while more than :meth:`max_ahead` are unfinished,
+        so a caller that submits a whole build holds a bounded number of requests at a time."""
+        assert on_result is not None, "online backends deliver submitted results through on_result"
+        bg = self._background()
+        for i, r in enumerate(requests):
+            with bg.cond:
+                while bg.outstanding >= self.max_ahead() and bg.error is None:
+                    bg.wake()
+                    bg.cond.wait(0.5)
+                if bg.error is not None:
+                    raise bg.error
+                bg.outstanding += 1
+            bg.queue.append((r, i, on_result))
+        bg.wake()
+
+    def max_ahead(self) -> int:
+        """Unfinished submitted requests allowed at once: a few windows' worth, at least 1000."""
+        return max(1000, 4 * self.limiter.cap())
+
+    def background_error(self) -> BaseException | None:
+        """What stopped the background loop (a stall), if anything did."""
+        return self._bg.error if self._bg is not None else None
+
+    def _background(self) -> _Background:
+        if self._bg is None:
+            self._bg = _Background(self)
+        return self._bg
+
+    def _generate_in_background(self, requests: Sequence[Request], on_result: OnResult) -> None:
+        import queue
+
+        done: queue.SimpleQueue[tuple[int, Result]] = queue.SimpleQueue()
+        self.submit(requests, lambda i, r: done.put((i, r)))
+        for _ in range(len(requests)):
+            while True:
+                try:
+                    i, r = done.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    if (err := self.background_error()) is not None:
+                        raise err from None
+            on_result(i, r)
+
+    def close(self) -> None:
+        if self._bg is not None:
+            self._bg.stop()
+            self._bg = None
+        self._warn_ceiling()
+
+    def _warn_ceiling(self) -> None:
+        """Say once when the ceiling, not the rate limit, decided how fast this backend went."""
+        need = self.limiter.stats.ceiling_need
+        if need and not self._ceiling_warned:
+            self._ceiling_warned = True
+            log.warning(
+                "Backend %r (model %r): the rate limit at the observed latency needs ~%d requests in flight, "
+                "over the ceiling concurrency=%d, so the build ran slower than the limit allows. Raise "
+                "concurrency in the recipe to use the whole limit.",
+                self.spec.backend, self.spec.model, need, self.limiter.max_concurrency)
 
 
-# ---------------------------------------------------------------------------------------------
-# a lean HTTP/1.1 client
+class _Background:
+    """A backend's requests submitted ahead: an event loop in a daemon thread, fed through a deque.
 
-
-class TransportError(ConnectionError):
-    """The exchange failed below HTTP: refused, reset, closed early, TLS, or a garbled response."""
-
-
-@dataclass
-class HTTPResponse:
-    """Status, headers (lower-case names) and the whole body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    reason: str = ""
-
-
-class _Stale(Exception):
-    """A reused keep-alive connection was closed by the server before it answered."""
-
-
-class HTTPClient:
-    """Keep-alive HTTP/1.1 requests to one origin on asyncio streams (http and https).
-
-    Costs a few tens of microseconds of CPU per request, against about a millisecond for an SDK on
-    top of httpx. No proxies, no HTTP/2, no redirects, no cookies: use an SDK where those matter.
-    Timeouts are the caller's (cancel the call; the connection is then dropped, never reused).
-    Every transport failure is raised as :class:`TransportError`.
+    Keeps the limiter's window of row tasks full from the queue, for as long as the backend lives
+    (so the pipe never drains between shards). A stall (nothing finished for ``stall_timeout_s``
+    while work is pending) is kept in ``error`` and raised in the caller's thread by whoever waits.
     """
 
-    def __init__(self, base_url: str, headers: Mapping[str, str] | None = None, max_idle: int = 512) -> None:
-        u = urlsplit(base_url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
-        self.host = u.hostname
-        self.port = u.port or (443 if u.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if u.scheme == "https" else None
-        self._prefix = u.path.rstrip("/")
-        self._query = u.query
-        netloc = u.netloc.rpartition("@")[2]
-        base = {"Host": netloc, "User-Agent": "cftdata", "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate", **(headers or {})}
-        self._head_lines = "".join(f"{k}: {v}\r\n" for k, v in base.items())
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self._max_idle = max_idle
+    def __init__(self, backend: OnlineBackend) -> None:
+        import threading
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      content_type: str = "application/json") -> HTTPResponse:
-        """Send one request (``path`` is appended to the base URL's path) and read the whole answer."""
-        target = self._prefix + path + (f"?{self._query}" if self._query else "")
-        head = (f"{method} {target} HTTP/1.1\r\n{self._head_lines}Content-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
-        while self._idle:
-            conn = self._idle.pop()
-            if conn[0].at_eof() or conn[1].is_closing():
-                conn[1].close()
-                continue
+        self.backend = backend
+        self.queue: deque[tuple[Request, int, OnResult]] = deque()
+        self.cond = threading.Condition()
+        self.outstanding = 0
+        self.error: BaseException | None = None
+        self._stopping = False
+        self._ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._main, name=f"cftdata-{backend.name}", daemon=True)
+        self.thread.start()
+        self._ready.wait()
+
+    def wake(self) -> None:
+        if self.loop is not None and self._event is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                self.loop.call_soon_threadsafe(self._event.set)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        self.thread.join(10)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            self._event = asyncio.Event()
+            self._ready.set()
             try:
-                return await self._exchange(conn, method, head + body, reused=True)
-            except _Stale:
-                continue
-        return await self._exchange(await self._connect(), method, head + body, reused=False)
+                await self._serve()
+            except BaseException as e:  # a stall: every waiter raises it
+                with self.cond:
+                    self.error = e
+                    self.cond.notify_all()
+            finally:
+                await self.backend.aclose()
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        try:
-            return await asyncio.open_connection(
-                self.host, self.port, ssl=self._ssl, server_hostname=self.host if self._ssl else None,
-                limit=2**20,
-            )
-        except (OSError, EOFError) as e:
-            raise TransportError(f"connect to {self.host}:{self.port} failed: {type(e).__name__}") from e
+        asyncio.run(main())
 
-    async def _exchange(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], method: str,
-                        data: bytes, reused: bool) -> HTTPResponse:
-        reader, writer = conn
-        keep = False
-        got_head = False
+    async def _serve(self) -> None:
+        backend, limiter = self.backend, self.backend.limiter
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task] = set()
+        last_progress = time.monotonic()
+        assert self._event is not None
+
+        def finished(callback: OnResult, i: int, t: asyncio.Task) -> None:
+            nonlocal last_progress
+            pending.discard(t)
+            if t.cancelled():
+                return
+            last_progress = time.monotonic()
+            try:
+                callback(i, t.result())
+            except BaseException as e:  # the receiver failed (its store, a bug): stop, and say why
+                self.error = self.error or e
+                self._stopping = True
+            finally:
+                with self.cond:
+                    self.outstanding -= 1
+                    self.cond.notify_all()
+            refill()
+
+        def refill() -> None:
+            cap = limiter.cap()
+            window = cap + max(8, cap // 4)
+            while len(pending) < window and self.queue:
+                request, i, callback = self.queue.popleft()
+                t = loop.create_task(backend._one(request))
+                t.add_done_callback(functools.partial(finished, callback, i))
+                pending.add(t)
+
+        limiter.on_grow = refill
         try:
-            writer.write(data)
-            await writer.drain()
-            while True:
-                raw = await reader.readuntil(b"\r\n\r\n")
-                got_head = True
-                status, reason, headers, version = _parse_head(raw)
-                if status >= 200 or status == 101:
-                    break  # skip 1xx interim answers
-            keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-            if method == "HEAD" or status in (204, 304):
-                body = b""
-            elif "chunked" in headers.get("transfer-encoding", "").lower():
-                body = await _read_chunked(reader)
-            elif "content-length" in headers:
-                body = await reader.readexactly(int(headers["content-length"]))
-            else:
-                body = await reader.read()
-                keep = False
-            encoding = headers.get("content-encoding", "").lower()
-            if encoding == "gzip":
-                body = gzip.decompress(body)
-            elif encoding == "deflate":
-                body = zlib.decompress(body)
-            return HTTPResponse(status, headers, body, reason)
-        except (OSError, EOFError, asyncio.LimitOverrunError, ValueError, zlib.error) as e:
-            keep = False
-            if reused and not got_head and isinstance(e, (ConnectionError, EOFError)):
-                raise _Stale from None
-            raise TransportError(type(e).__name__) from e
-        except BaseException:
-            keep = False
-            raise
+            while not self._stopping:
+                refill()
+                if pending and time.monotonic() - last_progress > backend.spec.stall_timeout_s:
+                    raise NoProgressError(backend._stall_message(len(pending)))
+                if not pending:
+                    last_progress = time.monotonic()
+                self._event.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._event.wait(), TICK_S if limiter.ramping() else IDLE_TICK_S)
+                limiter.tick()
         finally:
-            if keep and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-            else:
-                writer.close()
+            limiter.on_grow = None
+            for t in list(pending):
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+
+def error_message(status: int, body: bytes, fallback: str) -> str:
+    """``HTTP <status>: <the server's message>`` from an OpenAI- or Anthropic-style error body."""
+    msg = None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            msg = err.get("message")
+        elif isinstance(err, str):
+            msg = err
+    return f"HTTP {status}: {msg or fallback}"[:1000]
+
+
+class HTTPBackend(OnlineBackend):
+    """An online backend that POSTs JSON to one endpoint through :class:`HTTPClient`.
+
+    Subclasses give the endpoint, the headers, the body of a request and the Result of a 2xx body.
+    """
+
+    endpoint: str = ""
+
+    def __init__(self, spec: ModelSpec, base_url: str) -> None:
+        super().__init__(spec)
+        self._base_url = base_url.rstrip("/")
+        try:
+            self._proxy = proxy_for(self._base_url)
+        except ValueError as e:
+            raise BackendConfigError(f"Backend {spec.backend!r} (model {spec.model!r}): the proxy in the "
+                                     f"environment cannot be used: {e}.") from None
+        self._http: HTTPClient | None = None
+
+    def headers(self) -> dict[str, str]:
+        """Headers sent with every request (the key among them)."""
+        return {}
+
+    def body(self, request: Request) -> dict[str, Any]:
+        """The JSON body of one request."""
+        raise NotImplementedError
+
+    def parse(self, data: Any) -> Result:
+        """The Result of a 2xx JSON body; raise (KeyError, TypeError, ValueError) if it is not an answer."""
+        raise NotImplementedError
+
+    def limit_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """The headers the limiter reads (all of them by default)."""
+        return headers
 
     async def aclose(self) -> None:
-        """Close the idle connections."""
-        idle, self._idle = self._idle, []
-        for _, w in idle:
-            w.close()
-        for _, w in idle:
-            with contextlib.suppress(Exception):
-                await w.wait_closed()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
-
-def _parse_head(raw: bytes) -> tuple[int, str, dict[str, str], str]:
-    lines = raw.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-        raise ValueError(f"not an HTTP status line: {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers, parts[0]
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return b"".join(chunks)
-        chunks.append((await reader.readexactly(size + 2))[:-2])
+    async def send(self, request: Request) -> tuple[Result, Mapping[str, str] | None]:
+        if self._http is None:
+            self._http = HTTPClient(self._base_url, self.headers(), max_idle=1024, proxy=self._proxy)
+        payload = json.dumps(self.body(request), ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            resp = await self._http.request("POST", self.endpoint, payload)
+        except TransportError as e:
+            raise Retryable("connection", str(e)) from None
+        headers = self.limit_headers(resp.headers)
+        failed = check_status(resp.status, headers, error_message(resp.status, resp.body, resp.reason))
+        if failed is not None:
+            return failed, headers
+        try:
+            return self.parse(json.loads(resp.body)), headers
+        except Exception as e:  # the body was not an answer (malformed JSON, no choices)
+            if failure_kind(exc=e) is None:
+                raise
+            raise Retryable("server_error", f"unparseable response: {type(e).__name__}", headers=headers) from None

@@ -23,6 +23,7 @@ reproduced byte for byte:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,12 @@ SFT_INSTRUCTION = "Please reason step by step to solve the following question."
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str) -> jinja2.Template:
+    """A template compiled once (compiling costs ~0.7 ms, rendering a few microseconds)."""
+    return _env.from_string(source)
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """A system message (may be empty) and a Jinja user template."""
@@ -63,8 +70,8 @@ class PromptTemplate:
     def render(self, **values: str) -> list[dict[str, str]]:
         """Chat messages for one request."""
         try:
-            user = _env.from_string(self.user).render(**values)
-            system = _env.from_string(self.system).render(**values) if self.system else ""
+            user = _compiled(self.user).render(**values)
+            system = _compiled(self.system).render(**values) if self.system else ""
         except jinja2.UndefinedError as e:
             raise RecipeError(f"Prompt template {self.name!r}: {e.message}.") from None
         msgs = [{"role": "system", "content": system}] if system else []

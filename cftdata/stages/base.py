@@ -7,7 +7,9 @@ A stage is a small class registered in :data:`STAGES`. The pipeline builds the e
 * never drops a row silently: a row it cannot handle becomes a :class:`~cftdata.rows.Reject`;
 * says how many rows come out per row in when nothing is rejected (:attr:`Stage.fanout`: ``n`` for a respond
   stage sampling ``n`` responses), so the pipeline checks ``in x fanout = out + rejected``;
-* says the least shard size it wants (:attr:`Stage.min_shard_rows`: a batch API fills one batch per shard);
+* says the least shard size it wants (:attr:`Stage.min_shard_rows`);
+* may start a shard's model calls ahead (:attr:`Stage.submits_ahead`, :meth:`Stage.submit`): the pipeline then
+  starts every shard's calls before any shard waits for its answers (online and batch APIs);
 * keeps whatever counters it wants to report in :meth:`summary` (goes to the manifest);
 * may keep state across shards (dedup indexes do), but must bound it or say so in its docstring.
 
@@ -75,6 +77,15 @@ class Stage(ABC):
     @abstractmethod
     def process(self, rows: list[Row]) -> StageOutput:
         """Handle one shard."""
+
+    @property
+    def submits_ahead(self) -> bool:
+        """Whether :meth:`submit` starts this stage's model calls (an online or batch API) for a shard without
+        waiting. The pipeline then submits every shard before any shard's :meth:`process` waits."""
+        return False
+
+    def submit(self, rows: list[Row]) -> None:  # noqa: B027 - optional hook
+        """Start the work :meth:`process` will need for these rows, without waiting for it."""
 
     def summary(self) -> dict[str, Any]:
         """Stage-specific numbers for the manifest."""

@@ -45,12 +45,22 @@ class CritiqueStage(Stage):
     def min_shard_rows(self) -> int | None:
         return self.caller.backend.min_shard_rows if self.caller else None
 
+    @property
+    def submits_ahead(self) -> bool:
+        return self.caller is not None and self.caller.backend.submits_ahead
+
+    def requests(self, rows: list[Row]) -> list[Request]:
+        params = self.spec.params.as_request_params()
+        return [Request.make(self.spec.model, self.render(row), params) for row in rows]
+
+    def submit(self, rows: list[Row]) -> None:
+        if self.caller is not None:
+            self.caller.submit(self.requests(rows))
+
     def process(self, rows: list[Row]) -> StageOutput:
         if self.reuse:
             return self._reuse(rows)
-        params = self.spec.params.as_request_params()
-        requests = [Request.make(self.spec.model, self.render(row), params) for row in rows]
-        results = self.caller.call(requests)
+        results = self.caller.call(self.requests(rows))
         out, rejects = [], []
         teacher = f"{self.spec.backend}:{self.spec.model}"
         for row, res in zip(rows, results, strict=True):

@@ -59,7 +59,12 @@ class RespondStage(Stage):
         self.ctx.reporter.advance(self.name, len(rows))
         return StageOutput(out, rejects)
 
-    def _generate(self, rows: list[Row]) -> StageOutput:
+    @property
+    def submits_ahead(self) -> bool:
+        return self.caller is not None and self.caller.backend.submits_ahead
+
+    def requests(self, rows: list[Row]) -> tuple[list[Request], list[tuple[Row, int]]]:
+        """The ``n`` sampling requests of each row, and (row, sample) for each request."""
         params = self.spec.params.as_request_params()
         base_seed = params.pop("seed", None)
         requests, owners = [], []
@@ -69,6 +74,14 @@ class RespondStage(Stage):
                 p = dict(params) if base_seed is None else {**params, "seed": base_seed + k}
                 requests.append(Request.make(self.spec.model, messages, p, sample=k))
                 owners.append((row, k))
+        return requests, owners
+
+    def submit(self, rows: list[Row]) -> None:
+        if self.caller is not None:
+            self.caller.submit(self.requests(rows)[0])
+
+    def _generate(self, rows: list[Row]) -> StageOutput:
+        requests, owners = self.requests(rows)
         results = self.caller.call(requests)
         out, rejects = [], []
         for (row, k), res in zip(owners, results, strict=True):

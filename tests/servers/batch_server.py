@@ -112,6 +112,8 @@ class BatchServer:
         self.received_messages: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        #: ("create", batch id) and ("download", file or batch id), in the order they happened.
+        self.events: list[tuple[str, str]] = []
         self.files: dict[str, dict[str, Any]] = {}
         self.openai_batches: dict[str, dict[str, Any]] = {}
         self.anthropic_batches: dict[str, dict[str, Any]] = {}
@@ -280,6 +282,7 @@ class BatchServer:
         if fid not in self.files:
             return JSONResponse({"error": {"message": f"No such File object: {fid}"}}, status_code=404)
         self.counts["files_downloaded"] += 1
+        self.events.append(("download", fid))
         return Response(self.files[fid]["data"], media_type="application/octet-stream")
 
     # -- OpenAI Batches ----------------------------------------------------------------------
@@ -326,6 +329,7 @@ class BatchServer:
                 "metadata": p.get("metadata"), "_items": items, "_polls": 0, "_errors": errors,
             }
             self.counts["openai_batches_created"] += 1
+            self.events.append(("create", bid))
             return JSONResponse(self._public(self.openai_batches[bid]))
 
     @staticmethod
@@ -532,6 +536,7 @@ class BatchServer:
                                                               "canceled": 0, "expired": 0},
                                            "_items": items, "_polls": 0, "_results": None}
             self.counts["anthropic_batches_created"] += 1
+            self.events.append(("create", bid))
             return JSONResponse(self._public(self.anthropic_batches[bid]))
 
     def _advance_anthropic(self, b: dict[str, Any]) -> None:
@@ -604,6 +609,7 @@ class BatchServer:
             if b is None or b["_results"] is None:
                 return self._anthropic_error(404, "not_found_error", f"no results for message batch {bid}")
             self.counts["results_downloaded"] += 1
+            self.events.append(("download", bid))
             data = "".join(json.dumps(r) + "\n" for r in b["_results"]).encode()
         return Response(data, media_type="application/x-jsonl")
 

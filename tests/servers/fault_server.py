@@ -95,6 +95,7 @@ class Faults:
 
     latency_s: float = 0.0  #: base latency of every answer except 429s (which are immediate)
     jitter_s: float = 0.0  #: uniform extra latency in [0, jitter_s)
+    load_latency_s: float = 0.0  #: extra latency per request in flight (a server that slows under load)
     rpm: float | None = None  #: server-side requests-per-minute limit (None: unlimited)
     rpm_mode: Literal["bucket", "window"] = "bucket"  #: token bucket, or a sliding ``window_s`` window
     rpm_burst: float | None = None  #: bucket capacity; default one second's worth (at least 1)
@@ -413,13 +414,22 @@ class FaultServer:
         """The configured latency (plus ``seconds``, plus jitter)."""
         f = self.faults
         delay = f.latency_s + seconds + (self.rng.random() * f.jitter_s if f.jitter_s else 0.0)
+        if f.load_latency_s:
+            delay += f.load_latency_s * self.counters.in_flight
         if delay > 0:
             await asyncio.sleep(delay)
 
     # -- serving ------------------------------------------------------------------------------
 
-    async def start(self, port: int = 0) -> int:
-        self._server = await asyncio.start_server(self._connection, HOST, port, backlog=2048, limit=2**22)
+    async def start(self, port: int = 0, tls: tuple[str, str] | None = None) -> int:
+        """Listen on 127.0.0.1 (``tls``: a certificate and key file to serve https instead of http)."""
+        ctx = None
+        if tls is not None:
+            import ssl
+
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*tls)
+        self._server = await asyncio.start_server(self._connection, HOST, port, backlog=2048, limit=2**22, ssl=ctx)
         self.port = self._server.sockets[0].getsockname()[1]
         self.counters.reset()
         return self.port
@@ -549,6 +559,8 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
             body = await reader.readexactly(n) if n else b""
     except (asyncio.IncompleteReadError, ConnectionError, ValueError):
         return None
+    if target.startswith(("http://", "https://")):  # absolute form (sent through a proxy): keep the path
+        target = "/" + target.split("://", 1)[1].partition("/")[2]
     path, _, query = target.partition("?")
     return Request(method.upper(), path, query, headers, body)
 
@@ -722,8 +734,9 @@ class StatsAccessor:
 class _ThreadRunner:
     """The server on its own event loop in a daemon thread."""
 
-    def __init__(self, server: FaultServer) -> None:
+    def __init__(self, server: FaultServer, tls: tuple[str, str] | None = None) -> None:
         self.server = server
+        self.tls = tls
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Future | None = None
@@ -743,7 +756,7 @@ class _ThreadRunner:
             self._loop = asyncio.get_running_loop()
             self._stop = self._loop.create_future()
             try:
-                await self.server.start()
+                await self.server.start(tls=self.tls)
             except BaseException as e:
                 self._error = e
                 self._ready.set()
@@ -764,24 +777,29 @@ class _ThreadRunner:
 
 
 @contextlib.contextmanager
-def serve(*, process: bool = False, plugins: Iterable[str] = (), **faults: Any) -> Iterator[tuple[str, StatsAccessor]]:
+def serve(*, process: bool = False, plugins: Iterable[str] = (), tls: tuple[str, str] | None = None,
+          **faults: Any) -> Iterator[tuple[str, StatsAccessor]]:
     """Run a fault server on 127.0.0.1 (ephemeral port); yield ``(base_url, stats)``.
 
     ``base_url`` ends in ``/v1``. ``faults`` are :class:`Faults` fields. ``process=True`` runs the
-    server in a subprocess (so its CPU is not the caller's); otherwise in a daemon thread.
+    server in a subprocess (so its CPU is not the caller's); otherwise in a daemon thread, where
+    ``tls=(certfile, keyfile)`` serves https.
     """
     cfg = Faults()
     cfg.update(**faults)
     plugins = list(plugins)
     if not process:
         server = FaultServer(cfg, plugins)
-        runner = _ThreadRunner(server)
+        runner = _ThreadRunner(server, tls)
         port = runner.start()
+        scheme = "https" if tls else "http"
         try:
-            yield f"http://{HOST}:{port}/v1", StatsAccessor(f"http://{HOST}:{port}", server)
+            yield f"{scheme}://{HOST}:{port}/v1", StatsAccessor(f"http://{HOST}:{port}", server)
         finally:
             runner.stop()
         return
+    if tls is not None:
+        raise ValueError("tls is supported in thread mode only")
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--config", json.dumps(dataclasses.asdict(cfg))]
