@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cftdata.backends.base import Backend, OnResult, Request, Result, keys_optional
+from cftdata.backends.breaker import CircuitBreaker, Endpoint, ProbeFailed, endpoint_message
 from cftdata.backends.cache import RequestCache
 from cftdata.backends.estimate import count_request, estimate_text, expected_output, token_counter
+from cftdata.errors import EndpointError
 from cftdata.recipe import ModelSpec
 
 
@@ -48,16 +50,32 @@ Progress = Callable[[int], None]
 
 
 class ModelCaller:
-    """Cache in front of a backend. ``call(requests)`` returns one Result per request, in order."""
+    """Cache in front of a backend. ``call(requests)`` returns one Result per request, in order.
+
+    Args:
+        breaker: Counts systemic failures (refused key, unknown model, nothing listening...) across rows and
+            stops the build with :class:`~cftdata.errors.EndpointError` when they repeat
+            (:mod:`cftdata.backends.breaker`). An online backend reports every attempt to it; for the others
+            the caller reports each row's result.
+        preflight: Before the first request the cache cannot answer, run the backend's :meth:`~Backend.probe`
+            (one minimal request): a broken endpoint stops the build with one call, not a reject per row.
+    """
 
     #: Whether answers are stored in the cache (an estimate stores nothing).
     stores = True
 
-    def __init__(self, backend: Backend, cache: RequestCache | None, on_progress: Progress | None = None) -> None:
+    def __init__(self, backend: Backend, cache: RequestCache | None, on_progress: Progress | None = None,
+                 breaker: CircuitBreaker | None = None, preflight: bool = False) -> None:
         self.backend = backend
         self.cache = cache
         self.stats = CallStats()
         self.on_progress = on_progress
+        self.breaker = breaker
+        if breaker is not None and backend.records_attempts:
+            backend.breaker = breaker
+        self._preflight = preflight
+        #: What the preflight found ("" until it ran).
+        self.preflight_result = ""
         # Requests submitted ahead to a backend that delivers them itself (online backends): keys not yet
         # collected by call(), the failures among the finished ones (answers are in the cache), and a
         # second cache connection for the backend's thread, which stores each answer as it arrives.
@@ -78,6 +96,7 @@ class ModelCaller:
         missing = {k: r for k, r in keyed.items() if k not in found and k not in self._ahead}
         if not missing:
             return
+        self._probe_once()
         if not getattr(self.backend, "delivers_ahead", False):
             self.backend.submit(list(missing.values()))  # a batch API: call() -> generate() collects
             return
@@ -91,6 +110,7 @@ class ModelCaller:
 
         def on_result(j: int, result: Result) -> None:  # in the backend's thread
             key = keys[j]
+            self._judge(result)
             with self._lock:
                 self._count(result)
                 if result.ok:
@@ -101,6 +121,31 @@ class ModelCaller:
                 self._lock.notify_all()
 
         self.backend.submit(list(missing.values()), on_result)
+
+    def _probe_once(self) -> None:
+        """The preflight, before the first request the cache cannot answer (so a cached rerun needs no network)."""
+        if not self._preflight or not self.stores:
+            return
+        self._preflight = False
+        try:
+            self.preflight_result = self.backend.probe(spend=True)
+        except ProbeFailed as e:
+            endpoint = self.breaker.endpoint if self.breaker else endpoint_of(self.backend)
+            raise EndpointError(endpoint_message(
+                endpoint, e.kind, e.detail, "The preflight request (one minimal call, before any row) failed, so "
+                "the build stopped before spending anything (skip it with --no-preflight)")) from None
+
+    def _judge(self, result: Result) -> None:
+        """Tell the breaker about a row's result (backends that do not report attempts themselves); a failure
+        raises instead once it tripped, so that the row stays unanswered (a rerun sends it again)."""
+        if self.breaker is None or self.backend.records_attempts:
+            return
+        from cftdata.backends.online import kind_of_error
+
+        kind = kind_of_error(result.error)
+        self.breaker.record(kind, result.error_detail)
+        if kind is not None:
+            self.breaker.check()
 
     def _count(self, result: Result) -> None:
         self.stats.calls += 1
@@ -164,6 +209,7 @@ class ModelCaller:
 
             def on_result(j: int, result: Result) -> None:
                 key = miss_keys[j]
+                self._judge(result)
                 with self._lock:
                     self._count(result)
                 if result.ok and self.cache is not None and self.stores:
@@ -173,6 +219,7 @@ class ModelCaller:
                 if self.on_progress:
                     self.on_progress(len(todo[key]))
 
+            self._probe_once()
             self._generate(miss_requests, on_result)
         return [
             r if r is not None else Result(error="no_result", error_detail="the backend returned nothing")
@@ -209,6 +256,12 @@ class EstimatingCaller(ModelCaller):
 Placement = Callable[[Backend], Backend]
 
 
+def endpoint_of(backend: Backend, section: str | None = None) -> Endpoint:
+    """What error messages about ``backend`` name (its key variable, never the key)."""
+    spec = backend.spec
+    return Endpoint(spec.backend, spec.model, backend.address, backend.key_env, section)
+
+
 class ModelLayer:
     """Opens a :class:`ModelCaller` per model spec, all sharing one request cache.
 
@@ -217,20 +270,27 @@ class ModelLayer:
         place: Where a backend runs: the run's executor may hand it to its workers (``run.executor: ray``)
             and return a stand-in backend that ships the requests there. Default: in this process.
         estimate: A dry run: callers answer cache misses with estimates (no call is made, no API key needed).
+        preflight: Callers probe their backend before their first paid call (see :class:`ModelCaller`).
     """
 
-    def __init__(self, cache: RequestCache | None, place: Placement | None = None, estimate: bool = False) -> None:
+    def __init__(self, cache: RequestCache | None, place: Placement | None = None, estimate: bool = False,
+                 preflight: bool = False) -> None:
         self.cache = cache
         self.place = place
         self.estimate = estimate
+        self.preflight = preflight
         #: API-key variables found unset while opening callers for an estimate.
         self.missing_keys: list[str] = []
         #: label -> (spec, caller) of every caller opened, for reports.
         self.opened: dict[str, tuple[ModelSpec, ModelCaller]] = {}
+        #: label -> the recipe section of that caller's model (teacher, respond...), for messages.
+        self.sections: dict[str, str] = {}
 
-    def caller(self, spec: ModelSpec, on_progress: Progress | None = None, label: str | None = None) -> ModelCaller:
-        """A cached caller for ``spec`` (``label``: the stage or role it serves); backend errors in the spec
-        (unknown options...) raise here, before any call."""
+    def caller(self, spec: ModelSpec, on_progress: Progress | None = None, label: str | None = None,
+               section: str | None = None) -> ModelCaller:
+        """A cached caller for ``spec`` (``label``: the stage or role it serves; ``section``: the recipe key it
+        comes from, named in error messages); backend errors in the spec (unknown options...) raise here,
+        before any call."""
         from cftdata.backends import make_backend
 
         caller: ModelCaller
@@ -241,6 +301,10 @@ class ModelLayer:
             caller = EstimatingCaller(backend, self.cache, spec, on_progress)
         else:
             backend = make_backend(spec)
-            caller = ModelCaller(self.place(backend) if self.place else backend, self.cache, on_progress)
-        self.opened[label or f"{spec.backend}:{spec.model}"] = (spec, caller)
+            breaker = CircuitBreaker(endpoint_of(backend, section or label), threshold=spec.fail_fast_after)
+            caller = ModelCaller(self.place(backend) if self.place else backend, self.cache, on_progress,
+                                 breaker=breaker, preflight=self.preflight)
+        label = label or f"{spec.backend}:{spec.model}"
+        self.opened[label] = (spec, caller)
+        self.sections[label] = section or label
         return caller

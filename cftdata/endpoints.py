@@ -1,0 +1,125 @@
+"""The preflight of a recipe's model endpoints: ``cftdata check RECIPE`` and the dry run's preflight lines.
+
+The endpoints are the ones the build would open: the stages that call models are built with an estimating
+model layer (nothing is sent), and each distinct (backend, address, model) is probed once with
+:meth:`~cftdata.backends.base.Backend.probe`: one minimal request (``spend``, what ``cftdata check`` and the
+build's own preflight do), or what can be checked without spending (a models list, a batch list, the GGUF
+file: what the dry run shows). Each endpoint gets one line: OK, or the exact problem and its fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cftdata.backends.base import Backend
+from cftdata.backends.breaker import ProbeFailed, fix_for
+from cftdata.backends.caller import ModelLayer, endpoint_of
+from cftdata.errors import CftdataError
+from cftdata.recipe import ModelSpec, Recipe
+
+
+@dataclass
+class EndpointCheck:
+    """One endpoint's preflight: ``ok`` None when it was not checked (an API key not set, in a dry run)."""
+
+    label: str
+    backend: str
+    model: str
+    address: str
+    ok: bool | None
+    detail: str
+
+    def line(self) -> str:
+        status = {True: "OK", False: "FAILED", None: "not checked"}[self.ok]
+        detail = self.detail.removeprefix("OK, ").removeprefix("OK")
+        return f"{self.label:<9} {self.backend}  {self.address}  model {self.model!r}: {status}" + (
+            f" ({detail})" if detail else "")
+
+
+def probe_backend(backend: Backend, spend: bool, section: str | None = None) -> tuple[bool, str]:
+    """(ok, what was found) for one backend: a problem comes with its fix."""
+    try:
+        return True, backend.probe(spend)
+    except ProbeFailed as e:
+        return False, f"{e.kind.replace('_', ' ')}: {e.detail}. {fix_for(e.kind, endpoint_of(backend, section))}"
+    except CftdataError as e:
+        return False, str(e)
+
+
+def recipe_models(recipe: Recipe) -> tuple[ModelLayer, list[str]]:
+    """The model layer (estimating: nothing is sent, no key is read) with a caller opened for every model the
+    build would call, and their labels; the caller's backend tells its address."""
+    from cftdata.executors import make_executor
+    from cftdata.progress import Reporter
+    from cftdata.stages import STAGE_ORDER, STAGES
+    from cftdata.stages.base import BuildContext
+
+    models = ModelLayer(None, estimate=True)
+    executor = make_executor(recipe.run, dry_run=True)
+    ctx = BuildContext(recipe=recipe, models=models, executor=executor, reporter=Reporter(quiet=True),
+                       output_dir=recipe.output_dir)
+    stages = []
+    try:
+        for name in STAGE_ORDER:  # only the stages that call models: the others may load data when built
+            cls = STAGES.get(name) if name in STAGES else None
+            if cls is not None and cls.calls_models and cls.enabled(recipe):
+                stages.append(cls(ctx))
+    finally:
+        for st in stages:
+            st.close()
+        executor.close()
+    return models, list(models.opened)
+
+
+def check_recipe(recipe: Recipe) -> list[EndpointCheck]:
+    """``cftdata check``: one minimal request per distinct (backend, address, model) of the recipe; one check
+    per endpoint, labelled with every stage that uses it."""
+    models, labels = recipe_models(recipe)
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for label in labels:
+        spec, caller = models.opened[label]
+        groups.setdefault((spec.backend, caller.backend.address, spec.model), []).append(label)
+    checks = []
+    for (backend, address, model), group in groups.items():
+        spec = models.opened[group[0]][0]
+        ok, detail = _probe_spec(spec, models.sections.get(group[0]))
+        checks.append(EndpointCheck("+".join(group), backend, model, address, ok, detail))
+    return checks
+
+
+def _probe_spec(spec: ModelSpec, section: str | None) -> tuple[bool, str]:
+    from cftdata.backends import make_backend
+
+    try:
+        backend = make_backend(spec)  # a missing API key is a problem here
+    except CftdataError as e:
+        return False, str(e)
+    try:
+        return probe_backend(backend, True, section)
+    finally:
+        backend.close()
+
+
+def dry_run_checks(models: ModelLayer) -> list[EndpointCheck]:
+    """What the dry run shows: each opened caller's backend probed without spending (skipped when its API key
+    is not set: a request without it proves nothing)."""
+    checks: list[EndpointCheck] = []
+    seen: set[tuple[str, str, str]] = set()
+    for label, (spec, caller) in models.opened.items():
+        backend = caller.backend
+        key = (spec.backend, backend.address, spec.model)
+        if key in seen:
+            continue
+        seen.add(key)
+        if backend.key_env and backend.key_env in models.missing_keys:
+            checks.append(EndpointCheck(label, spec.backend, spec.model, backend.address, None,
+                                        f"{backend.key_env} is not set"))
+            continue
+        ok, detail = probe_backend(backend, False, models.sections.get(label))
+        checks.append(EndpointCheck(label, spec.backend, spec.model, backend.address, ok, detail))
+    return checks
+
+
+def format_checks(checks: list[EndpointCheck]) -> list[str]:
+    """One line per endpoint."""
+    return [c.line() for c in checks]
