@@ -301,10 +301,11 @@ class ModelLayer:
             caller = EstimatingCaller(backend, self.cache, spec, on_progress)
         else:
             backend = make_backend(spec)
-            breaker = CircuitBreaker(endpoint_of(backend, section or label), threshold=spec.fail_fast_after)
+            breaker = CircuitBreaker(endpoint_of(backend, section), threshold=spec.fail_fast_after)
             caller = ModelCaller(self.place(backend) if self.place else backend, self.cache, on_progress,
                                  breaker=breaker, preflight=self.preflight)
         label = label or f"{spec.backend}:{spec.model}"
         self.opened[label] = (spec, caller)
-        self.sections[label] = section or label
+        if section is not None:
+            self.sections[label] = section
         return caller

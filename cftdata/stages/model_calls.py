@@ -26,7 +26,7 @@ def open_caller(spec: ModelSpec, ctx: BuildContext, label: str, section: str | N
             "tokens": st.input_tokens + st.output_tokens, "$": f"{cost:.4f}" if cost is not None else None,
         })
 
-    caller = ctx.models.caller(spec, on_progress=progress, label=label, section=section)
+    caller = ctx.models.caller(spec, on_progress=progress, label=label, section=section or label)
     return caller
 
 
