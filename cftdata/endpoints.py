@@ -41,7 +41,8 @@ def probe_backend(backend: Backend, spend: bool, section: str | None = None) -> 
     try:
         return True, backend.probe(spend)
     except ProbeFailed as e:
-        return False, f"{e.kind.replace('_', ' ')}: {e.detail}. {fix_for(e.kind, endpoint_of(backend, section))}"
+        detail = e.detail.strip().rstrip(".")
+        return False, f"{e.kind.replace('_', ' ')}: {detail}. {fix_for(e.kind, endpoint_of(backend, section))}"
     except CftdataError as e:
         return False, str(e)
 

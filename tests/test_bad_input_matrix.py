@@ -267,9 +267,14 @@ def test_dry_run_shows_the_preflight_without_spending(tmp_path, server):
     assert "preflight critique" in proc.stdout and "model listed" in proc.stdout
     proc = run_cli("build", str(recipe), "--dry-run", "--set", "teacher.model=fault-modle", timeout=120)
     assert proc.returncode == 0 and "FAILED" in proc.stdout and "fault-modle" in proc.stdout
+    # With a base_url the key is optional: the dry run asks without one, as the build would, and is refused.
     proc = run_cli("build", str(recipe), "--dry-run", env={KEY_ENV: ""}, timeout=120)
-    assert proc.returncode == 0 and "not checked" in proc.stdout
-    assert stats().by_route == {"GET /v1/models": 2}  # nothing spent
+    assert proc.returncode == 0 and "FAILED" in proc.stdout and "HTTP 401" in proc.stdout
+    assert stats().by_route == {"GET /v1/models": 3}  # nothing spent
+    # api.openai.com without its key: not checked (and nothing is sent anywhere).
+    proc = run_cli("build", str(recipe), "--dry-run", "--set", "teacher.base_url=null", env={KEY_ENV: ""},
+                   timeout=120)
+    assert proc.returncode == 0 and f"not checked ({KEY_ENV} is not set)" in proc.stdout
 
 
 # -- in-process engines: one clear error, not a reject per row -------------------------------------------

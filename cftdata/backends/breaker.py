@@ -9,9 +9,9 @@ API (an HTML page from a proxy, JSON without ``choices``). :class:`CircuitBreake
   ``threshold`` attempts in a row fail systemically the breaker trips (a wrong key costs 8 calls, not
   one per row);
 * **after healthy answers** (a key revoked mid-build, the server gone): it trips when the last
-  ``threshold`` attempts all failed systemically and at least half of the last ``window`` did; for
+  ``threshold`` attempts in a row failed systemically (a 100 % failure rate over that window); for
   transport-like kinds (connection, bad response) only once no healthy answer came for ``grace_s``
-  seconds, so a short network blip is retried row by row as before.
+  seconds either, so a short network blip is retried row by row as before.
 
 A tripped breaker raises :class:`~cftdata.errors.EndpointError` (exit 1) from the model layer: rows in
 flight get no result (they are neither cached nor rejected, so a rerun sends them again), and the message
@@ -75,7 +75,7 @@ def fix_for(kind: str, endpoint: Endpoint) -> str:
 def endpoint_message(endpoint: Endpoint, kind: str, detail: str, lead: str) -> str:
     """One paragraph: ``lead``, then backend / base URL / model, the provider's answer and the fix."""
     return (f"{lead}: backend {endpoint.backend!r}, base URL {endpoint.where}, model {endpoint.model!r}: "
-            f"{kind.replace('_', ' ')}: {detail.strip() or 'no detail'}. {fix_for(kind, endpoint)}")
+            f"{kind.replace('_', ' ')}: {detail.strip().rstrip('.') or 'no detail'}. {fix_for(kind, endpoint)}")
 
 
 class CircuitBreaker:
@@ -84,19 +84,17 @@ class CircuitBreaker:
     Thread-safe: an online backend records from its event loop, the caller from its own thread.
     """
 
-    def __init__(self, endpoint: Endpoint, threshold: int = DEFAULT_THRESHOLD, window: int = 64,
-                 rate: float = 0.5, grace_s: float = 20.0) -> None:
+    def __init__(self, endpoint: Endpoint, threshold: int = DEFAULT_THRESHOLD, grace_s: float = 20.0) -> None:
         self.endpoint = endpoint
         self.threshold = threshold
-        self.window = window
-        self.rate = rate
         self.grace_s = grace_s
         self._lock = threading.Lock()
         self.healthy = 0
         self.systemic = 0
         self.in_flight = 0
-        self._streak: list[tuple[str, str]] = []  # (kind, detail) of the systemic failures since the last healthy one
-        self._recent: deque[bool] = deque(maxlen=window)
+        # Systemic failures since the last healthy answer: how many, and (kind, detail) of the latest ones.
+        self._streak_n = 0
+        self._streak: deque[tuple[str, str]] = deque(maxlen=256)
         self._last_healthy = time.monotonic()
         self.error: EndpointError | None = None
 
@@ -145,22 +143,20 @@ class CircuitBreaker:
                 if kind not in SYSTEMIC:
                     self.healthy += 1
                     self._streak.clear()
-                    self._recent.append(False)
+                    self._streak_n = 0
                     self._last_healthy = time.monotonic()
                 else:
                     self.systemic += 1
                     self._streak.append((kind, detail))
-                    self._recent.append(True)
+                    self._streak_n += 1
                     if self._should_trip():
                         self.error = EndpointError(self._message())
 
     def _should_trip(self) -> bool:
-        if len(self._streak) < self.threshold:
+        if self._streak_n < self.threshold:
             return False
         if not self.healthy:
             return True
-        if sum(self._recent) < self.rate * len(self._recent):
-            return False
         kind = self._dominant()[0]
         return kind in PERMANENT or time.monotonic() - self._last_healthy >= self.grace_s
 
@@ -172,7 +168,7 @@ class CircuitBreaker:
 
     def _message(self) -> str:
         kind, detail = self._dominant()
-        n = len(self._streak)
+        n = self._streak_n
         if self.healthy:
             lead = (f"The endpoint stopped working mid-build ({n} calls in a row failed the same way after "
                     f"{self.healthy} good answers), so the build stopped")
