@@ -56,8 +56,8 @@ def main() -> None:
 @click.option("--dry-run", is_flag=True,
               help="Run the stages with estimates instead of model calls: calls, tokens and cost; writes nothing.")
 @click.option("--no-preflight", "no_preflight", is_flag=True,
-              help="Skip the preflight (one minimal request per model endpoint before its first paid call; in a "
-                   "dry run: the free checks, such as the models list).")
+              help="Skip the preflight (each endpoint's first paid request sent alone, stopping the build if it fails "
+                   "systemically; in a dry run: the free checks, such as the models list).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for HTTP details).")
 def build(recipe: str, overrides: tuple[str, ...], limit: int | None, sample: int | None, seed: int | None,

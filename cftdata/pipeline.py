@@ -105,7 +105,7 @@ class Build:
                  reporter: Reporter | None = None, recipe_file: str | None = None,
                  overrides: tuple[str, ...] = (), preflight: bool = True) -> None:
         self.recipe = recipe
-        #: Probe each model endpoint with one minimal request before its first paid call.
+        #: Each model endpoint's first paid request goes alone; a systemic failure of it stops the build.
         self.preflight = preflight
         self.limit = limit
         self.sample = sample
@@ -452,7 +452,8 @@ class Build:
 
 def build(recipe: Recipe, *, limit: int | None = None, sample: int | None = None, reporter: Reporter | None = None,
           recipe_file: str | None = None, overrides: tuple[str, ...] = (), preflight: bool = True) -> BuildResult:
-    """Run a recipe end to end and return what it wrote (see :class:`BuildResult`). ``preflight``: probe each
-    model endpoint with one minimal request before its first paid call (``--no-preflight`` turns it off)."""
+    """Run a recipe end to end and return what it wrote (see :class:`BuildResult`). ``preflight``: each model
+    endpoint's first paid request goes alone, and a systemic failure of it stops the build after that one call
+    (``--no-preflight`` turns it off; the circuit breaker still stops a broken endpoint within a few calls)."""
     return Build(recipe, limit=limit, sample=sample, reporter=reporter, recipe_file=recipe_file,
                  overrides=overrides, preflight=preflight).run()

@@ -5,6 +5,10 @@ exist (404), nothing answers at the address (connection refused, DNS, TLS), or w
 API (an HTML page from a proxy, JSON without ``choices``). :class:`CircuitBreaker` counts those
 *systemic* failures across the rows of one backend, attempt by attempt:
 
+* **preflight** (on by default in a build): the very first attempt goes alone, and if it fails
+  systemically the breaker trips at once: a broken endpoint costs one call. A better answer (or a
+  429 / 5xx / timeout, which say nothing) ends the preflight. Its cost is nil: the request is a real
+  row's, answered and cached like any other (``cftdata check`` sends a separate minimal request);
 * **on probation** (no healthy answer yet): at most ``threshold`` attempts are in flight, and when
   ``threshold`` attempts in a row fail systemically the breaker trips (a wrong key costs 8 calls, not
   one per row);
@@ -84,10 +88,13 @@ class CircuitBreaker:
     Thread-safe: an online backend records from its event loop, the caller from its own thread.
     """
 
-    def __init__(self, endpoint: Endpoint, threshold: int = DEFAULT_THRESHOLD, grace_s: float = 20.0) -> None:
+    def __init__(self, endpoint: Endpoint, threshold: int = DEFAULT_THRESHOLD, grace_s: float = 20.0,
+                 preflight: bool = False) -> None:
         self.endpoint = endpoint
         self.threshold = threshold
         self.grace_s = grace_s
+        #: The first attempt has not ended yet (it goes alone, and a systemic failure of it trips at once).
+        self.preflight = preflight
         self._lock = threading.Lock()
         self.healthy = 0
         self.systemic = 0
@@ -116,7 +123,8 @@ class CircuitBreaker:
         ``threshold`` in flight (so a wrong key costs a handful of calls, whatever the concurrency)."""
         self.check()
         with self._lock:
-            if not self.enabled or self.healthy or self.in_flight < self.threshold:
+            limit = 1 if self.preflight else self.threshold
+            if not (self.enabled or self.preflight) or self.healthy or self.in_flight < limit:
                 self.in_flight += 1
                 return True
             return False
@@ -136,10 +144,20 @@ class CircuitBreaker:
         """Count one outcome: None or a row's own failure (400...) is healthy, a :data:`SYSTEMIC` kind counts
         toward tripping, a :data:`NEUTRAL` one (429, 5xx, timeout) changes nothing. Never raises: whoever
         holds a failed outcome calls :meth:`check` before reporting it (a healthy answer is kept)."""
-        if not self.enabled or kind in NEUTRAL:
+        if kind in NEUTRAL:
+            self.preflight = False
+        if not (self.enabled or self.preflight) or kind in NEUTRAL:
             return
         with self._lock:
-            if self.error is None:
+            if self.error is None and self.preflight:
+                self.preflight = False
+                if kind in SYSTEMIC:
+                    self.error = EndpointError(endpoint_message(
+                        self.endpoint, kind, detail, "The first request (the preflight: sent alone, before any "
+                        "other row) failed, so the build stopped after that one call (nothing was rejected; fix "
+                        "the cause and rerun the same command)"))
+                    return
+            if self.error is None and self.enabled:
                 if kind not in SYSTEMIC:
                     self.healthy += 1
                     self._streak.clear()

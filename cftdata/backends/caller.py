@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cftdata.backends.base import Backend, OnResult, Request, Result, keys_optional
-from cftdata.backends.breaker import CircuitBreaker, Endpoint, ProbeFailed, endpoint_message
+from cftdata.backends.breaker import CircuitBreaker, Endpoint
 from cftdata.backends.cache import RequestCache
 from cftdata.backends.estimate import count_request, estimate_text, expected_output, token_counter
-from cftdata.errors import EndpointError
 from cftdata.recipe import ModelSpec
 
 
@@ -55,17 +54,16 @@ class ModelCaller:
     Args:
         breaker: Counts systemic failures (refused key, unknown model, nothing listening...) across rows and
             stops the build with :class:`~cftdata.errors.EndpointError` when they repeat
-            (:mod:`cftdata.backends.breaker`). An online backend reports every attempt to it; for the others
-            the caller reports each row's result.
-        preflight: Before the first request the cache cannot answer, run the backend's :meth:`~Backend.probe`
-            (one minimal request): a broken endpoint stops the build with one call, not a reject per row.
+            (:mod:`cftdata.backends.breaker`; with its preflight, the first request the cache cannot answer
+            goes alone and a systemic failure of it stops the build after one call). An online backend reports
+            every attempt to it; for the others the caller reports each row's result.
     """
 
     #: Whether answers are stored in the cache (an estimate stores nothing).
     stores = True
 
     def __init__(self, backend: Backend, cache: RequestCache | None, on_progress: Progress | None = None,
-                 breaker: CircuitBreaker | None = None, preflight: bool = False) -> None:
+                 breaker: CircuitBreaker | None = None) -> None:
         self.backend = backend
         self.cache = cache
         self.stats = CallStats()
@@ -73,9 +71,6 @@ class ModelCaller:
         self.breaker = breaker
         if breaker is not None and backend.records_attempts:
             backend.breaker = breaker
-        self._preflight = preflight
-        #: What the preflight found ("" until it ran).
-        self.preflight_result = ""
         # Requests submitted ahead to a backend that delivers them itself (online backends): keys not yet
         # collected by call(), the failures among the finished ones (answers are in the cache), and a
         # second cache connection for the backend's thread, which stores each answer as it arrives.
@@ -96,7 +91,6 @@ class ModelCaller:
         missing = {k: r for k, r in keyed.items() if k not in found and k not in self._ahead}
         if not missing:
             return
-        self._probe_once()
         if not getattr(self.backend, "delivers_ahead", False):
             self.backend.submit(list(missing.values()))  # a batch API: call() -> generate() collects
             return
@@ -121,19 +115,6 @@ class ModelCaller:
                 self._lock.notify_all()
 
         self.backend.submit(list(missing.values()), on_result)
-
-    def _probe_once(self) -> None:
-        """The preflight, before the first request the cache cannot answer (so a cached rerun needs no network)."""
-        if not self._preflight or not self.stores:
-            return
-        self._preflight = False
-        try:
-            self.preflight_result = self.backend.probe(spend=True)
-        except ProbeFailed as e:
-            endpoint = self.breaker.endpoint if self.breaker else endpoint_of(self.backend)
-            raise EndpointError(endpoint_message(
-                endpoint, e.kind, e.detail, "The preflight request (one minimal call, before any row) failed, so "
-                "the build stopped before spending anything (skip it with --no-preflight)")) from None
 
     def _judge(self, result: Result) -> None:
         """Tell the breaker about a row's result (backends that do not report attempts themselves); a failure
@@ -219,7 +200,6 @@ class ModelCaller:
                 if self.on_progress:
                     self.on_progress(len(todo[key]))
 
-            self._probe_once()
             self._generate(miss_requests, on_result)
         return [
             r if r is not None else Result(error="no_result", error_detail="the backend returned nothing")
@@ -270,7 +250,9 @@ class ModelLayer:
         place: Where a backend runs: the run's executor may hand it to its workers (``run.executor: ray``)
             and return a stand-in backend that ships the requests there. Default: in this process.
         estimate: A dry run: callers answer cache misses with estimates (no call is made, no API key needed).
-        preflight: Callers probe their backend before their first paid call (see :class:`ModelCaller`).
+        preflight: Each caller's first paid request goes alone, and a systemic failure of it (refused key,
+            unknown model, nothing listening...) stops the build after that one call
+            (:class:`~cftdata.backends.breaker.CircuitBreaker`).
     """
 
     def __init__(self, cache: RequestCache | None, place: Placement | None = None, estimate: bool = False,
@@ -301,9 +283,10 @@ class ModelLayer:
             caller = EstimatingCaller(backend, self.cache, spec, on_progress)
         else:
             backend = make_backend(spec)
-            breaker = CircuitBreaker(endpoint_of(backend, section), threshold=spec.fail_fast_after)
+            breaker = CircuitBreaker(endpoint_of(backend, section), threshold=spec.fail_fast_after,
+                                     preflight=self.preflight)
             caller = ModelCaller(self.place(backend) if self.place else backend, self.cache, on_progress,
-                                 breaker=breaker, preflight=self.preflight)
+                                 breaker=breaker)
         label = label or f"{spec.backend}:{spec.model}"
         self.opened[label] = (spec, caller)
         if section is not None:
