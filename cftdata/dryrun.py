@@ -18,7 +18,7 @@ from cftdata.recipe import Recipe
 
 
 def dry_run(recipe: Recipe, limit: int | None = None, sample: int | None = None,
-            preflight: bool = True) -> dict[str, Any]:
+            preflight: bool = False) -> dict[str, Any]:
     """Estimate calls, tokens and dollars for a recipe without calling any model.
 
     Returns ``counts`` (per stage: in / out / rejected), ``roles`` (per model stage: backend, model, calls,
