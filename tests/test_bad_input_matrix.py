@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cftdata.backends import Request
+from cftdata.backends import Request, make_backend
 from cftdata.backends.cache import RequestCache
 from cftdata.backends.caller import ModelLayer
 from cftdata.errors import EndpointError
@@ -326,3 +326,70 @@ def test_vllm_not_installed_is_one_error(tmp_path):
         proc = run_cli("build", str(path), "-q", *flags, timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert "needs vLLM" in proc.stderr and not (tmp_path / "out" / "rejects.parquet").exists()
+
+
+# -- batch backends: the key checked through a batch list (free) --------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["openai-batch", "anthropic-batch"])
+def test_batch_backends_are_checked_through_a_batch_list(tmp_path, kind, monkeypatch):
+    pytest.importorskip("openai" if kind == "openai-batch" else "anthropic")
+    from cftdata.endpoints import probe_backend
+    from tests.servers.batch_server import BatchServer
+
+    env = "OPENAI_API_KEY" if kind == "openai-batch" else "ANTHROPIC_API_KEY"
+    with BatchServer(api_key=GOOD_KEY) as srv:
+        url = srv.openai_url if kind == "openai-batch" else srv.anthropic_url
+        spec = ModelSpec(backend=kind, model="m", base_url=url, options={"state_dir": str(tmp_path)})
+        monkeypatch.setenv(env, GOOD_KEY)
+        ok, detail = probe_backend(make_backend(spec), spend=True, section="teacher")
+        assert ok and "batch list" in detail
+        monkeypatch.setenv(env, BAD_KEY)
+        ok, detail = probe_backend(make_backend(spec), spend=True, section="teacher")
+        assert not ok and "refused the API key" in detail and BAD_KEY not in detail
+
+
+# -- the breaker's rules, on its own ---------------------------------------------------------------------
+
+
+def _breaker(**kw):
+    from cftdata.backends.breaker import CircuitBreaker, Endpoint
+
+    return CircuitBreaker(Endpoint("openai", "m", "http://127.0.0.1:9/v1", KEY_ENV, "teacher"), **kw)
+
+
+def test_breaker_waits_out_a_blip_after_good_answers():
+    b = _breaker(grace_s=0.3)
+    b.record(None)
+    for _ in range(20):  # connection errors right after a good answer: a blip, retried row by row
+        b.record("connection", "connect to 127.0.0.1:9 failed")
+    assert not b.tripped
+    time.sleep(0.35)
+    b.record("connection", "connect to 127.0.0.1:9 failed")  # still failing after the grace: the server is gone
+    assert b.tripped and "mid-build" in str(b.error) and "teacher.base_url" in str(b.error)
+
+
+def test_breaker_rules():
+    b = _breaker()
+    for _ in range(7):
+        b.record("auth", "HTTP 401: bad key")
+        b.record("rate_limited")  # neutral: neither resets nor counts
+    assert not b.tripped
+    b.record("auth", "HTTP 401: bad key")
+    assert b.tripped and "first 8 calls" in str(b.error) and KEY_ENV in str(b.error)
+
+    b = _breaker()
+    for _ in range(50):
+        b.record("bad_request", "HTTP 400: too long")  # a row's own fault is a healthy answer
+        b.record("not_found", "HTTP 404")
+    assert not b.tripped and b.healthy == 50
+
+    b = _breaker(preflight=True)
+    assert b.may_start() and not b.may_start()  # the first request goes alone
+    b.finished("not_found", "HTTP 404: no such model")
+    assert b.tripped and "first request" in str(b.error) and "teacher.model" in str(b.error)
+
+    b = _breaker(threshold=0)
+    for _ in range(100):
+        b.record("auth", "HTTP 401")
+    assert not b.tripped and all(b.may_start() for _ in range(100))
