@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cftdata.backends.base import Backend
-from cftdata.backends.breaker import ProbeFailed, fix_for
+from cftdata.backends.breaker import ProbeFailed, fix_for, public_address
 from cftdata.backends.caller import ModelLayer, endpoint_of
 from cftdata.errors import CftdataError
 from cftdata.recipe import ModelSpec, Recipe
@@ -32,7 +32,7 @@ class EndpointCheck:
     def line(self) -> str:
         status = {True: "OK", False: "FAILED", None: "not checked"}[self.ok]
         detail = self.detail.removeprefix("OK, ").removeprefix("OK")
-        return f"{self.label:<9} {self.backend}  {self.address}  model {self.model!r}: {status}" + (
+        return f"{self.label:<9} {self.backend}  {public_address(self.address)}  model {self.model!r}: {status}" + (
             f" ({detail})" if detail else "")
 
 

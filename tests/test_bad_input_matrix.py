@@ -393,3 +393,11 @@ def test_breaker_rules():
     for _ in range(100):
         b.record("auth", "HTTP 401")
     assert not b.tripped and all(b.may_start() for _ in range(100))
+
+
+def test_messages_mask_credentials_in_the_base_url():
+    from cftdata.backends.breaker import public_address
+
+    assert public_address("https://user:pw@proxy.example/v1?key=abc") == "https://***@proxy.example/v1?***"
+    assert public_address("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+    assert public_address("/models/x.gguf") == "/models/x.gguf"

@@ -68,6 +68,20 @@ _FIXES = {
 }
 
 
+def public_address(address: str) -> str:
+    """``address`` as messages may show it: an URL's user info and query (where credentials hide) masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        u = urlsplit(address)
+    except ValueError:
+        return address
+    if not u.scheme or not u.netloc:
+        return address
+    netloc = u.netloc if "@" not in u.netloc else "***@" + u.netloc.rpartition("@")[2]
+    return urlunsplit((u.scheme, netloc, u.path, "***" if u.query else "", ""))
+
+
 def fix_for(kind: str, endpoint: Endpoint) -> str:
     """The one-sentence fix for a systemic failure kind."""
     s = f"{endpoint.section}." if endpoint.section else ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cftdata.backends.base import Backend, OnResult, Request, Result, keys_optional
-from cftdata.backends.breaker import CircuitBreaker, Endpoint
+from cftdata.backends.breaker import CircuitBreaker, Endpoint, public_address
 from cftdata.backends.cache import RequestCache
 from cftdata.backends.estimate import count_request, estimate_text, expected_output, token_counter
 from cftdata.recipe import ModelSpec
@@ -239,7 +239,7 @@ Placement = Callable[[Backend], Backend]
 def endpoint_of(backend: Backend, section: str | None = None) -> Endpoint:
     """What error messages about ``backend`` name (its key variable, never the key)."""
     spec = backend.spec
-    return Endpoint(spec.backend, spec.model, backend.address, backend.key_env, section)
+    return Endpoint(spec.backend, spec.model, public_address(backend.address), backend.key_env, section)
 
 
 class ModelLayer:

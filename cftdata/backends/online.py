@@ -309,7 +309,10 @@ class OnlineBackend(Backend):
             nonlocal last_progress
             pending.discard(t)
             i = index_of.pop(t)
-            if all_done.done() or t.cancelled():
+            if t.cancelled():
+                return
+            if all_done.done():
+                t.exception()  # retrieved: the run already ended (a tripped breaker raises in every row task)
                 return
             try:
                 on_result(i, t.result())
@@ -512,6 +515,8 @@ class _Background:
             refill()
 
         def refill() -> None:
+            if self._stopping:  # stopping: no new row tasks (a tripped breaker, close())
+                return
             cap = limiter.cap()
             window = cap + max(8, cap // 4)
             while len(pending) < window and self.queue:
