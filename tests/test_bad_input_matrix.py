@@ -401,3 +401,29 @@ def test_messages_mask_credentials_in_the_base_url():
     assert public_address("https://user:pw@proxy.example/v1?key=abc") == "https://***@proxy.example/v1?***"
     assert public_address("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
     assert public_address("/models/x.gguf") == "/models/x.gguf"
+
+
+# -- recipe and source mistakes that were already handled: still exit 2, one paragraph, no call ------------
+
+RECIPE_CASES = {
+    "broken_yaml": ("name: [unclosed\n", (), ["not valid YAML"]),
+    "missing_recipe": (None, (), ["does not exist"]),
+    "unknown_backend": (None, ("--set", "teacher.backend=openia"), ["openia"]),
+    "bad_set": (None, ("--set", "=3"), ["--set"]),
+    "unknown_local_model": (None, ("--set", "teacher.backend=local", "--set", "teacher.model=no-such-model"),
+                            ["no-such-model"]),
+}
+
+
+@pytest.mark.parametrize("case", list(RECIPE_CASES))
+def test_recipe_mistakes_are_exit_2_before_any_call(tmp_path, server, case):
+    url, stats = server
+    text, flags, needles = RECIPE_CASES[case]
+    recipe = write_recipe(tmp_path, url, write_source(tmp_path / "rows.jsonl"))
+    if text is not None:
+        recipe.write_text(text)
+    if case == "missing_recipe":
+        recipe = tmp_path / "nope.yaml"
+    proc, seconds = build(recipe, *flags)
+    assert_stopped(proc, seconds, stats().total, 2, *needles)
+    assert stats().total == 0
