@@ -2,9 +2,10 @@
 
 The endpoints are the ones the build would open: the stages that call models are built with an estimating
 model layer (nothing is sent), and each distinct (backend, address, model) is probed once with
-:meth:`~cftdata.backends.base.Backend.probe`: one minimal request (``spend``, what ``cftdata check`` and the
-build's own preflight do), or what can be checked without spending (a models list, a batch list, the GGUF
-file: what the dry run shows). Each endpoint gets one line: OK, or the exact problem and its fix.
+:meth:`~cftdata.backends.base.Backend.probe`: one minimal request (``spend``: what ``cftdata check`` does), or
+what can be checked without spending (a models list, a batch list, the GGUF file: what the dry run shows). Each
+endpoint gets one line: OK, or the exact problem and its fix. (A build's own preflight costs nothing extra: its
+first paid request goes alone, see :class:`~cftdata.backends.breaker.CircuitBreaker`.)
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ class EndpointCheck:
 
     def line(self) -> str:
         status = {True: "OK", False: "FAILED", None: "not checked"}[self.ok]
-        detail = self.detail.removeprefix("OK, ").removeprefix("OK")
+        detail = self.detail.removeprefix("OK, ").removeprefix("OK").removeprefix("not checked: ")
         return f"{self.label:<9} {self.backend}  {public_address(self.address)}  model {self.model!r}: {status}" + (
             f" ({detail})" if detail else "")
 
 
-def probe_backend(backend: Backend, spend: bool, section: str | None = None) -> tuple[bool, str]:
-    """(ok, what was found) for one backend: a problem comes with its fix."""
+def probe_backend(backend: Backend, spend: bool, section: str | None = None) -> tuple[bool | None, str]:
+    """(ok, what was found) for one backend: a problem comes with its fix; ok None when nothing could be checked
+    without spending (no models list)."""
     try:
-        return True, backend.probe(spend)
+        found = backend.probe(spend)
+        return (None if found.startswith("not checked") else True), found
     except ProbeFailed as e:
         detail = e.detail.strip().rstrip(".")
         return False, f"{e.kind.replace('_', ' ')}: {detail}. {fix_for(e.kind, endpoint_of(backend, section))}"
@@ -88,7 +91,7 @@ def check_recipe(recipe: Recipe) -> list[EndpointCheck]:
     return checks
 
 
-def _probe_spec(spec: ModelSpec, section: str | None) -> tuple[bool, str]:
+def _probe_spec(spec: ModelSpec, section: str | None) -> tuple[bool | None, str]:
     from cftdata.backends import make_backend
 
     try:

@@ -427,3 +427,15 @@ def test_recipe_mistakes_are_exit_2_before_any_call(tmp_path, server, case):
     proc, seconds = build(recipe, *flags)
     assert_stopped(proc, seconds, stats().total, 2, *needles)
     assert stats().total == 0
+
+
+def test_a_wrong_path_is_not_found_and_a_missing_models_list_is_not_checked(server):
+    from cftdata.endpoints import probe_backend
+
+    url, stats = server
+    wrong = url.removesuffix("/v1") + "/api"  # a server that answers, at a path it does not serve
+    backend = make_backend(ModelSpec(backend="openai", model="fault-model", base_url=wrong, api_key_env=KEY_ENV))
+    ok, detail = probe_backend(backend, spend=False, section="teacher")
+    assert ok is None and "no models list" in detail  # the free check cannot tell
+    ok, detail = probe_backend(backend, spend=True, section="teacher")
+    assert ok is False and "HTTP 404" in detail and "teacher.base_url" in detail and "/v1" in detail

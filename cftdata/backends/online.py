@@ -76,7 +76,8 @@ def failure_kind(status: int | None = None, exc: BaseException | None = None) ->
     """The one classification of failed attempts: an HTTP status or an exception -> a kind, None for success.
 
     Kinds: ``rate_limited`` (429), ``server_error`` (5xx, 529 overloaded), ``bad_response`` (a 2xx
-    body that is not the API's answer: not JSON, an HTML page, no ``choices``), ``connection`` (refused, reset, TLS, proxy: :class:`~cftdata.backends.http.TransportError`),
+    body that is not the API's answer: not JSON, an HTML page, no ``choices``), ``connection``
+    (refused, reset, TLS, proxy: :class:`~cftdata.backends.http.TransportError`),
     ``timeout`` (no answer in time, 408), ``auth`` (401, 403), ``not_found`` (404), ``bad_request``
     (every other 4xx). The first five are retried (:data:`RETRYABLE`); the others fail the row at
     once as ``http_<status>``. Decided by status code and exception type, never by message text.
