@@ -50,9 +50,9 @@ def probe_backend(backend: Backend, spend: bool, section: str | None = None) -> 
         return False, str(e)
 
 
-def recipe_models(recipe: Recipe) -> tuple[ModelLayer, list[str]]:
+def recipe_models(recipe: Recipe) -> ModelLayer:
     """The model layer (estimating: nothing is sent, no key is read) with a caller opened for every model the
-    build would call, and their labels; the caller's backend tells its address."""
+    build would call (``opened``: label -> (spec, caller)); the caller's backend tells its address."""
     from cftdata.executors import make_executor
     from cftdata.progress import Reporter
     from cftdata.stages import STAGE_ORDER, STAGES
@@ -72,19 +72,23 @@ def recipe_models(recipe: Recipe) -> tuple[ModelLayer, list[str]]:
         for st in stages:
             st.close()
         executor.close()
-    return models, list(models.opened)
+    return models
+
+
+def endpoint_groups(models: ModelLayer) -> dict[tuple[str, str, str], list[str]]:
+    """(backend, address, model) -> the labels of the callers that use that endpoint, in opening order."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for label, (spec, caller) in models.opened.items():
+        groups.setdefault((spec.backend, caller.backend.address, spec.model), []).append(label)
+    return groups
 
 
 def check_recipe(recipe: Recipe) -> list[EndpointCheck]:
     """``cftdata check``: one minimal request per distinct (backend, address, model) of the recipe; one check
     per endpoint, labelled with every stage that uses it."""
-    models, labels = recipe_models(recipe)
-    groups: dict[tuple[str, str, str], list[str]] = {}
-    for label in labels:
-        spec, caller = models.opened[label]
-        groups.setdefault((spec.backend, caller.backend.address, spec.model), []).append(label)
+    models = recipe_models(recipe)
     checks = []
-    for (backend, address, model), group in groups.items():
+    for (backend, address, model), group in endpoint_groups(models).items():
         spec = models.opened[group[0]][0]
         ok, detail = _probe_spec(spec, models.sections.get(group[0]))
         checks.append(EndpointCheck("+".join(group), backend, model, address, ok, detail))
@@ -105,22 +109,16 @@ def _probe_spec(spec: ModelSpec, section: str | None) -> tuple[bool | None, str]
 
 
 def dry_run_checks(models: ModelLayer) -> list[EndpointCheck]:
-    """What the dry run shows: each opened caller's backend probed without spending (skipped when its API key
-    is not set: a request without it proves nothing)."""
+    """What the dry run shows: each endpoint of the opened callers probed without spending (skipped when its API
+    key is not set: a request without it proves nothing)."""
     checks: list[EndpointCheck] = []
-    seen: set[tuple[str, str, str]] = set()
-    for label, (spec, caller) in models.opened.items():
-        backend = caller.backend
-        key = (spec.backend, backend.address, spec.model)
-        if key in seen:
-            continue
-        seen.add(key)
+    for (name, address, model), group in endpoint_groups(models).items():
+        backend = models.opened[group[0]][1].backend
         if backend.key_env and backend.key_env in models.missing_keys:
-            checks.append(EndpointCheck(label, spec.backend, spec.model, backend.address, None,
-                                        f"{backend.key_env} is not set"))
-            continue
-        ok, detail = probe_backend(backend, False, models.sections.get(label))
-        checks.append(EndpointCheck(label, spec.backend, spec.model, backend.address, ok, detail))
+            ok, detail = None, f"{backend.key_env} is not set"
+        else:
+            ok, detail = probe_backend(backend, False, models.sections.get(group[0]))
+        checks.append(EndpointCheck("+".join(group), name, model, address, ok, detail))
     return checks
 
 

@@ -314,7 +314,7 @@ class BatchBackend(Backend):
             raise ProbeFailed("connection", str(e)) from None
         except (PermanentError, BatchGone) as e:
             raise ProbeFailed("not_found", str(e)) from None
-        return "OK, key accepted (batch list; nothing spent)"
+        return "OK, key accepted by the batch list; nothing spent"
 
     def _index(self, requests: Sequence[Request]) -> tuple[dict[str, Request], dict[str, list[int]]]:
         """Distinct requests by cache key, and where each key occurs in ``requests``."""

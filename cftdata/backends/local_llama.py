@@ -63,7 +63,7 @@ class LocalLlamaBackend(Backend):
         if spend:
             self._load()
             return "OK, the GGUF file loads"
-        return "OK, a GGUF file (loaded at the first request)"
+        return "OK, a GGUF file; it loads at the first request"
 
     def _load(self):
         if self._llm is None:

@@ -651,7 +651,7 @@ class HTTPBackend(OnlineBackend):
             shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
             raise ProbeFailed("not_found", f"model {self.spec.model!r} is not among the {len(ids)} models listed "
                                            f"({shown})")
-        return "OK, key accepted and model listed (nothing spent)"
+        return "OK, key accepted and model listed; nothing spent"
 
     def body(self, request: Request) -> dict[str, Any]:
         """The JSON body of one request."""
