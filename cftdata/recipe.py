@@ -63,7 +63,8 @@ class ModelSpec(Strict):
     fail_fast_after: int = Field(
         default=8, ge=0,
         description="stop the build when this many calls in a row fail the same systemic way (key refused, model "
-                    "not found, nothing listening, not the API answering) instead of rejecting every row; 0: never")
+                    "not found, nothing listening, not the API answering) instead of rejecting every row; "
+                    "0: never (and no preflight)")
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings")
 
     @field_validator("base_url")

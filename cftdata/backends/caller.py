@@ -284,7 +284,7 @@ class ModelLayer:
         else:
             backend = make_backend(spec)
             breaker = CircuitBreaker(endpoint_of(backend, section), threshold=spec.fail_fast_after,
-                                     preflight=self.preflight)
+                                     preflight=self.preflight and spec.fail_fast_after > 0)
             caller = ModelCaller(self.place(backend) if self.place else backend, self.cache, on_progress,
                                  breaker=breaker)
         label = label or f"{spec.backend}:{spec.model}"
