@@ -55,10 +55,13 @@ def main() -> None:
               help="Build one dataset per value (repeatable: the cartesian product) and compare them.")
 @click.option("--dry-run", is_flag=True,
               help="Run the stages with estimates instead of model calls: calls, tokens and cost; writes nothing.")
+@click.option("--no-preflight", "no_preflight", is_flag=True,
+              help="Skip the preflight (each endpoint's first paid request sent alone, stopping the build if it fails "
+                   "systemically; in a dry run: the free checks, such as the models list).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for HTTP details).")
 def build(recipe: str, overrides: tuple[str, ...], limit: int | None, sample: int | None, seed: int | None,
-          grids: tuple[str, ...], dry_run: bool, quiet: bool, verbose: int) -> None:
+          grids: tuple[str, ...], dry_run: bool, no_preflight: bool, quiet: bool, verbose: int) -> None:
     """Build the dataset a RECIPE describes (output under outputs/<name>/ by default)."""
     from cftdata.grid import expand_grid
 
@@ -74,21 +77,22 @@ def build(recipe: str, overrides: tuple[str, ...], limit: int | None, sample: in
             from cftdata.dryrun import dry_run as estimate
             from cftdata.dryrun import format_estimate
 
-            click.echo("\n".join(format_estimate(estimate(rec, limit, sample))))
+            click.echo("\n".join(format_estimate(estimate(rec, limit, sample, preflight=not no_preflight))))
             continue
-        results.append((label, _build_one(rec, recipe, var_overrides, limit, sample, quiet)))
+        results.append((label, _build_one(rec, recipe, var_overrides, limit, sample, quiet, not no_preflight)))
     if grids and results:
         from cftdata.grid import comparison_table
 
         click.echo(comparison_table(results))
 
 
-def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, sample: int | None, quiet: bool):
+def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, sample: int | None, quiet: bool,
+               preflight: bool = True):
     from cftdata.pipeline import build as run_build
     from cftdata.progress import Reporter
 
     result = run_build(rec, limit=limit, sample=sample, reporter=Reporter(quiet=quiet), recipe_file=recipe,
-                       overrides=overrides)
+                       overrides=overrides, preflight=preflight)
     m = result.manifest
     verdicts = m["stages"].get("verdict", {}).get("verdicts", {})
     calls = sum(u.get("calls_made", 0) for u in m["usage"].values())
@@ -102,6 +106,27 @@ def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, 
         pushed = push_build(result.output_dir, **rec.hub.model_dump())
         click.echo(f"pushed to {pushed.url} (config {pushed.config}, revision {pushed.revision})")
     return result
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (repeatable).")
+def check(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Check every model endpoint of a RECIPE with one minimal request each (the build's preflight, alone):
+    one line per endpoint, OK or the exact problem; exit 1 if any fails."""
+    from cftdata.endpoints import check_recipe, format_checks
+    from cftdata.recipe import load_recipe
+
+    rec = load_recipe(recipe, overrides)
+    rec.check_output_dir()
+    checks = check_recipe(rec)
+    if not checks:
+        click.echo("no model endpoints: this recipe makes no model call")
+    for line in format_checks(checks):
+        click.echo(line)
+    failed = [c for c in checks if c.ok is False]
+    if failed:
+        _fail(f"{len(failed)} of {len(checks)} model endpoints failed the check (see above).", 1)
 
 
 def _register_commands() -> None:

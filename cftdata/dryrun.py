@@ -17,13 +17,16 @@ from cftdata.backends.pricing import cost_usd, is_paid
 from cftdata.recipe import Recipe
 
 
-def dry_run(recipe: Recipe, limit: int | None = None, sample: int | None = None) -> dict[str, Any]:
+def dry_run(recipe: Recipe, limit: int | None = None, sample: int | None = None,
+            preflight: bool = False) -> dict[str, Any]:
     """Estimate calls, tokens and dollars for a recipe without calling any model.
 
     Returns ``counts`` (per stage: in / out / rejected), ``roles`` (per model stage: backend, model, calls,
     cache hits, input and output tokens, how tokens were counted, dollars), ``examples`` (the first prompt
     each model stage would send), ``total_cost_usd``, ``cost_complete`` (False when a paid model has no
-    price) and ``missing_keys`` (API-key variables the build would need and that are not set).
+    price), ``missing_keys`` (API-key variables the build would need and that are not set) and, with
+    ``preflight``, ``preflight``: whether each model endpoint would pass the build's preflight, checked without
+    spending (a models list, a batch list, the GGUF file; :mod:`cftdata.endpoints`).
     """
     from cftdata.pipeline import Build
 
@@ -45,7 +48,12 @@ def dry_run(recipe: Recipe, limit: int | None = None, sample: int | None = None)
                         "cost_usd": cost}
         examples[label] = caller.example if isinstance(caller, EstimatingCaller) else []
     counts = est["counts"]
-    return {"source_rows": counts.get("source", {}).get("in", 0), "counts": counts,
+    checks = []
+    if preflight:
+        from cftdata.endpoints import dry_run_checks
+
+        checks = dry_run_checks(est["layer"])
+    return {"preflight": checks, "source_rows": counts.get("source", {}).get("in", 0), "counts": counts,
             "rejects_by_reason": est["rejects_by_reason"], "roles": roles, "examples": examples,
             "total_cost_usd": round(total, 4), "cost_complete": complete, "missing_keys": est["missing_keys"]}
 
@@ -67,6 +75,8 @@ def format_estimate(est: dict[str, Any]) -> list[str]:
     lines.append(f"  expected cost: ${est['total_cost_usd']:.2f}{note}")
     if est["missing_keys"]:
         lines.append(f"  note: the build needs {', '.join(est['missing_keys'])} in the environment (not set now)")
+    for check in est.get("preflight", []):
+        lines.append(f"  preflight {check.line()}")
     for role, msgs in est["examples"].items():
         if msgs:
             lines.append(f"--- first {role} prompt ---")

@@ -23,3 +23,10 @@ class BackendConfigError(CftdataError):
 
 class NoProgressError(CftdataError):
     """A model stage made no progress for longer than the configured stall timeout."""
+
+
+class EndpointError(CftdataError):
+    """A model endpoint fails every call the same way (a refused key, an unknown model, nothing listening, not the
+    API answering): the build stops with one paragraph naming the endpoint and the fix, exit code 1."""
+
+    exit_code = 1

@@ -103,8 +103,10 @@ class Build:
 
     def __init__(self, recipe: Recipe, *, limit: int | None = None, sample: int | None = None,
                  reporter: Reporter | None = None, recipe_file: str | None = None,
-                 overrides: tuple[str, ...] = ()) -> None:
+                 overrides: tuple[str, ...] = (), preflight: bool = True) -> None:
         self.recipe = recipe
+        #: Each model endpoint's first paid request goes alone; a systemic failure of it stops the build.
+        self.preflight = preflight
         self.limit = limit
         self.sample = sample
         self.reporter = reporter or Reporter(quiet=True)
@@ -124,13 +126,15 @@ class Build:
         t_start = time.time()
         defer_pandas()
         preflight(recipe)
+        recipe.check_output_dir()
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)
         cache_dir = self._cache_dir()
         cache = RequestCache.open(cache_dir) if recipe.cache.enabled else None
         executor = make_executor(recipe.run)
-        ctx = BuildContext(recipe=recipe, models=ModelLayer(cache, place=executor.place), executor=executor,
+        models = ModelLayer(cache, place=executor.place, preflight=self.preflight)
+        ctx = BuildContext(recipe=recipe, models=models, executor=executor,
                            reporter=self.reporter, output_dir=self.out_dir)
         stages: list[Stage] = []
         rejects = RejectWriter(self.staging / "rejects.parquet")
@@ -254,6 +258,7 @@ class Build:
         dollars per model stage."""
         recipe = self.recipe
         preflight(recipe)
+        recipe.check_output_dir()
         cache = RequestCache.open_readonly(self._cache_dir()) if recipe.cache.enabled else None
         executor = make_executor(recipe.run, dry_run=True)
         models = ModelLayer(cache, estimate=True)
@@ -273,7 +278,7 @@ class Build:
                 cache.close()
         return {"counts": {k: v.as_dict() for k, v in self.counts.items()},
                 "rejects_by_reason": dict(sorted(self.reject_reasons.items())), "stages": summaries,
-                "models": models.opened, "missing_keys": models.missing_keys}
+                "models": models.opened, "missing_keys": models.missing_keys, "layer": models}
 
     def _cache_dir(self) -> Path:
         return Path(self.recipe.cache.dir).expanduser() if self.recipe.cache.dir else default_cache_dir()
@@ -446,7 +451,9 @@ class Build:
 
 
 def build(recipe: Recipe, *, limit: int | None = None, sample: int | None = None, reporter: Reporter | None = None,
-          recipe_file: str | None = None, overrides: tuple[str, ...] = ()) -> BuildResult:
-    """Run a recipe end to end and return what it wrote (see :class:`BuildResult`)."""
+          recipe_file: str | None = None, overrides: tuple[str, ...] = (), preflight: bool = True) -> BuildResult:
+    """Run a recipe end to end and return what it wrote (see :class:`BuildResult`). ``preflight``: each model
+    endpoint's first paid request goes alone, and a systemic failure of it stops the build after that one call
+    (``--no-preflight`` turns it off; the circuit breaker still stops a broken endpoint within a few calls)."""
     return Build(recipe, limit=limit, sample=sample, reporter=reporter, recipe_file=recipe_file,
-                 overrides=overrides).run()
+                 overrides=overrides, preflight=preflight).run()

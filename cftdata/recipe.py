@@ -60,7 +60,28 @@ class ModelSpec(Strict):
     timeout_s: float = Field(default=600, gt=0, description="per-request timeout")
     max_retries: int = Field(default=6, ge=0)
     stall_timeout_s: float = Field(default=900, gt=0, description="stop when no request finishes for this long")
+    fail_fast_after: int = Field(
+        default=8, ge=0,
+        description="stop the build when this many calls in a row fail the same systemic way (key refused, model "
+                    "not found, nothing listening, not the API answering) instead of rejecting every row; "
+                    "0: never (and no preflight)")
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        try:
+            u = urlsplit(v)
+            ok = u.scheme in ("http", "https") and bool(u.hostname) and (u.port is None or u.port > 0)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8000/v1")
+        return v
 
 
 class SourceSpec(Strict):
@@ -277,6 +298,26 @@ class Recipe(Strict):
     @property
     def output_dir(self) -> Path:
         return Path(self.output.dir) if self.output.dir else Path("outputs") / self.name
+
+    def check_output_dir(self) -> None:
+        """Raise a :class:`RecipeError` naming ``output.dir`` unless the build folder is a folder or can be
+        created (nothing is created here)."""
+        out = self.output_dir
+        key = "output.dir" if self.output.dir else "output.dir (default outputs/<name>)"
+        if out.exists():
+            if not out.is_dir():
+                raise RecipeError(f"{key} {out} is an existing file, not a folder: point output.dir at a folder "
+                                  "(or remove the file).")
+            return
+        parent = out.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        import os
+
+        if not parent.is_dir():
+            raise RecipeError(f"{key} {out} cannot be created: {parent} is a file, not a folder.")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise RecipeError(f"{key} {out} cannot be created: no permission to write in {parent}.")
 
     def resolve_path(self, p: str) -> Path:
         """A relative path resolves against the current folder, else against the recipe's folder."""

@@ -350,7 +350,7 @@ def test_malformed_json_retried_then_reported(tmp_path: Path) -> None:
         broken = c.call(rows(1, "[[malformed]]", tag="m") + rows(1, "[[nochoices]]", tag="n"))
         s = stats()
     for r in broken:
-        assert r.error == "server_error"
+        assert r.error == "bad_response"
         assert "unparseable response" in r.error_detail and "gave up after 3 attempts" in r.error_detail
     assert s.total == 6  # 1 + max_retries attempts each
 
@@ -456,7 +456,7 @@ def test_api_key_never_leaks(tmp_path: Path) -> None:
             + rows(1, "[[500]]", tag="err") + rows(1, "[[malformed]]", tag="mal")
         )
         c.cache.close()
-    assert [r.error for r in results] == [None, None, None, "http_401", "http_400", "server_error", "server_error"]
+    assert [r.error for r in results] == [None, None, None, "http_401", "http_400", "server_error", "bad_response"]
     # The server echoed the bearer token in its 401 message; the detail must mask it.
     assert "Incorrect API key provided: ***" in results[3].error_detail
     for r in results:
@@ -543,7 +543,7 @@ def test_failure_kinds_are_one_table() -> None:
 
     assert failure_kind(exc=TransportError("reset")) == "connection"
     assert failure_kind(exc=asyncio.TimeoutError()) == "timeout"
-    assert failure_kind(exc=json.JSONDecodeError("x", "", 0)) == "server_error"
+    assert failure_kind(exc=json.JSONDecodeError("x", "", 0)) == "bad_response"
     assert failure_kind(exc=RuntimeError("a bug")) is None
 
 

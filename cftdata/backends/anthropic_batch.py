@@ -97,6 +97,8 @@ class AnthropicBatchBackend(BatchBackend):
     """Claude models through the Message Batches API (see the module docstring)."""
 
     name = "anthropic-batch"
+    key_env_default = "ANTHROPIC_API_KEY"
+    default_base_url = DEFAULT_BASE_URL
     max_requests_limit = 100_000
     max_bytes_limit = 240_000_000  # documented limit: 256 MB per batch
 
@@ -109,6 +111,10 @@ class AnthropicBatchBackend(BatchBackend):
     @property
     def cache_namespace(self) -> str:
         return anthropic_namespace(self.spec.base_url)
+
+    def _list_batches(self) -> None:
+        with _translate("listing message batches", self._api_key):
+            self._get_client().with_options(max_retries=0).messages.batches.list(limit=1)
 
     def _get_client(self):
         if self._client is None:

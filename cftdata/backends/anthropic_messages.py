@@ -128,8 +128,10 @@ class AnthropicMessagesBackend(HTTPBackend):
     """Claude models over the Messages API, one HTTP request per row (see the module docstring)."""
 
     name = "anthropic"
+    key_env_default = "ANTHROPIC_API_KEY"
     paid = True
     endpoint = "/v1/messages"
+    models_path = "/v1/models"
 
     def __init__(self, spec) -> None:
         super().__init__(spec, spec.base_url or DEFAULT_BASE_URL)

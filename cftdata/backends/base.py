@@ -21,11 +21,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cftdata.errors import BackendConfigError
 from cftdata.recipe import ModelSpec
 from cftdata.registry import Registry
+
+if TYPE_CHECKING:
+    from cftdata.backends.breaker import CircuitBreaker
 
 
 @dataclass(frozen=True)
@@ -151,9 +154,33 @@ class Backend(ABC):
     #: Whether :meth:`submit` starts work that :meth:`generate` later collects (online and batch APIs):
     #: the pipeline then starts every shard's calls before any shard waits (see ``pipeline.Build._map_phase``).
     submits_ahead: ClassVar[bool] = False
+    #: The environment variable holding the API key when the recipe's ``api_key_env`` names none.
+    key_env_default: ClassVar[str | None] = None
+    #: Whether the backend reports every attempt to its :attr:`breaker` itself (online APIs: a row may take
+    #: several attempts); otherwise the caller records each row's result.
+    records_attempts: ClassVar[bool] = False
+    #: Set by the model layer: counts systemic failures across rows and stops the build when they repeat.
+    breaker: CircuitBreaker | None = None
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
+
+    @property
+    def address(self) -> str:
+        """Where requests go, for messages: the base URL, or the model (file) of an in-process engine."""
+        return self.spec.base_url or self.spec.model
+
+    @property
+    def key_env(self) -> str | None:
+        """The environment variable the API key is read from (never the key itself)."""
+        return self.spec.api_key_env or self.key_env_default
+
+    def probe(self, spend: bool) -> str:
+        """Check that this backend can work, with one minimal request (``spend``) or, where the provider
+        allows, without spending anything (a models list). Return what was checked; raise
+        :class:`~cftdata.errors.EndpointError` or :class:`~cftdata.errors.BackendConfigError` naming the
+        problem. Default: nothing to check before the first request."""
+        return "nothing to check before the first request"
 
     @property
     def cache_namespace(self) -> str:

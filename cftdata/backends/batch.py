@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cftdata.backends.base import Backend, OnResult, Request, Result
+from cftdata.backends.breaker import ProbeFailed
 from cftdata.backends.cache import default_cache_dir
 from cftdata.errors import BackendConfigError, NoProgressError
 
@@ -233,6 +234,8 @@ class BatchBackend(Backend):
     #: Batch APIs bill half the online price (used by cost estimates).
     discount: ClassVar[float] = 0.5
     submits_ahead = True
+    #: The provider's API root when the recipe gives no base_url.
+    default_base_url: ClassVar[str] = ""
     #: The provider's per-batch limits (bytes with a safety margin under the documented maximum).
     max_requests_limit: ClassVar[int]
     max_bytes_limit: ClassVar[int]
@@ -293,6 +296,25 @@ class BatchBackend(Backend):
         """The outcomes of an ended batch, streamed; and the Retry for items it does not mention."""
 
     # -- the engine ----------------------------------------------------------------------------
+
+    def _list_batches(self) -> None:
+        """List one batch (auth check; spends nothing). Raise like the other hooks."""
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:
+        return (self.spec.base_url or self.default_base_url).rstrip("/")
+
+    def probe(self, spend: bool) -> str:
+        """The key and the endpoint through a batch list (free: a batch backend never needs a paid probe).
+        A refused key raises :class:`~cftdata.errors.BackendConfigError`, as in a build."""
+        try:
+            self._list_batches()
+        except TransientError as e:
+            raise ProbeFailed("connection", str(e)) from None
+        except (PermanentError, BatchGone) as e:
+            raise ProbeFailed("not_found", str(e)) from None
+        return "OK, key accepted by the batch list; nothing spent"
 
     def _index(self, requests: Sequence[Request]) -> tuple[dict[str, Request], dict[str, list[int]]]:
         """Distinct requests by cache key, and where each key occurs in ``requests``."""

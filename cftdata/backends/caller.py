@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cftdata.backends.base import Backend, OnResult, Request, Result, keys_optional
+from cftdata.backends.breaker import CircuitBreaker, Endpoint, public_address
 from cftdata.backends.cache import RequestCache
 from cftdata.backends.estimate import count_request, estimate_text, expected_output, token_counter
 from cftdata.recipe import ModelSpec
@@ -48,16 +49,28 @@ Progress = Callable[[int], None]
 
 
 class ModelCaller:
-    """Cache in front of a backend. ``call(requests)`` returns one Result per request, in order."""
+    """Cache in front of a backend. ``call(requests)`` returns one Result per request, in order.
+
+    Args:
+        breaker: Counts systemic failures (refused key, unknown model, nothing listening...) across rows and
+            stops the build with :class:`~cftdata.errors.EndpointError` when they repeat
+            (:mod:`cftdata.backends.breaker`; with its preflight, the first request the cache cannot answer
+            goes alone and a systemic failure of it stops the build after one call). An online backend reports
+            every attempt to it; for the others the caller reports each row's result.
+    """
 
     #: Whether answers are stored in the cache (an estimate stores nothing).
     stores = True
 
-    def __init__(self, backend: Backend, cache: RequestCache | None, on_progress: Progress | None = None) -> None:
+    def __init__(self, backend: Backend, cache: RequestCache | None, on_progress: Progress | None = None,
+                 breaker: CircuitBreaker | None = None) -> None:
         self.backend = backend
         self.cache = cache
         self.stats = CallStats()
         self.on_progress = on_progress
+        self.breaker = breaker
+        if breaker is not None and backend.records_attempts:
+            backend.breaker = breaker
         # Requests submitted ahead to a backend that delivers them itself (online backends): keys not yet
         # collected by call(), the failures among the finished ones (answers are in the cache), and a
         # second cache connection for the backend's thread, which stores each answer as it arrives.
@@ -91,6 +104,7 @@ class ModelCaller:
 
         def on_result(j: int, result: Result) -> None:  # in the backend's thread
             key = keys[j]
+            self._judge(result)
             with self._lock:
                 self._count(result)
                 if result.ok:
@@ -101,6 +115,18 @@ class ModelCaller:
                 self._lock.notify_all()
 
         self.backend.submit(list(missing.values()), on_result)
+
+    def _judge(self, result: Result) -> None:
+        """Tell the breaker about a row's result (backends that do not report attempts themselves); a failure
+        raises instead once it tripped, so that the row stays unanswered (a rerun sends it again)."""
+        if self.breaker is None or self.backend.records_attempts:
+            return
+        from cftdata.backends.online import kind_of_error
+
+        kind = kind_of_error(result.error)
+        self.breaker.record(kind, result.error_detail)
+        if kind is not None:
+            self.breaker.check()
 
     def _count(self, result: Result) -> None:
         self.stats.calls += 1
@@ -164,6 +190,7 @@ class ModelCaller:
 
             def on_result(j: int, result: Result) -> None:
                 key = miss_keys[j]
+                self._judge(result)
                 with self._lock:
                     self._count(result)
                 if result.ok and self.cache is not None and self.stores:
@@ -209,6 +236,12 @@ class EstimatingCaller(ModelCaller):
 Placement = Callable[[Backend], Backend]
 
 
+def endpoint_of(backend: Backend, section: str | None = None) -> Endpoint:
+    """What error messages about ``backend`` name (its key variable, never the key)."""
+    spec = backend.spec
+    return Endpoint(spec.backend, spec.model, public_address(backend.address), backend.key_env, section)
+
+
 class ModelLayer:
     """Opens a :class:`ModelCaller` per model spec, all sharing one request cache.
 
@@ -217,20 +250,29 @@ class ModelLayer:
         place: Where a backend runs: the run's executor may hand it to its workers (``run.executor: ray``)
             and return a stand-in backend that ships the requests there. Default: in this process.
         estimate: A dry run: callers answer cache misses with estimates (no call is made, no API key needed).
+        preflight: Each caller's first paid request goes alone, and a systemic failure of it (refused key,
+            unknown model, nothing listening...) stops the build after that one call
+            (:class:`~cftdata.backends.breaker.CircuitBreaker`).
     """
 
-    def __init__(self, cache: RequestCache | None, place: Placement | None = None, estimate: bool = False) -> None:
+    def __init__(self, cache: RequestCache | None, place: Placement | None = None, estimate: bool = False,
+                 preflight: bool = False) -> None:
         self.cache = cache
         self.place = place
         self.estimate = estimate
+        self.preflight = preflight
         #: API-key variables found unset while opening callers for an estimate.
         self.missing_keys: list[str] = []
         #: label -> (spec, caller) of every caller opened, for reports.
         self.opened: dict[str, tuple[ModelSpec, ModelCaller]] = {}
+        #: label -> the recipe section of that caller's model (teacher, respond...), for messages.
+        self.sections: dict[str, str] = {}
 
-    def caller(self, spec: ModelSpec, on_progress: Progress | None = None, label: str | None = None) -> ModelCaller:
-        """A cached caller for ``spec`` (``label``: the stage or role it serves); backend errors in the spec
-        (unknown options...) raise here, before any call."""
+    def caller(self, spec: ModelSpec, on_progress: Progress | None = None, label: str | None = None,
+               section: str | None = None) -> ModelCaller:
+        """A cached caller for ``spec`` (``label``: the stage or role it serves; ``section``: the recipe key it
+        comes from, named in error messages); backend errors in the spec (unknown options...) raise here,
+        before any call."""
         from cftdata.backends import make_backend
 
         caller: ModelCaller
@@ -241,6 +283,12 @@ class ModelLayer:
             caller = EstimatingCaller(backend, self.cache, spec, on_progress)
         else:
             backend = make_backend(spec)
-            caller = ModelCaller(self.place(backend) if self.place else backend, self.cache, on_progress)
-        self.opened[label or f"{spec.backend}:{spec.model}"] = (spec, caller)
+            breaker = CircuitBreaker(endpoint_of(backend, section), threshold=spec.fail_fast_after,
+                                     preflight=self.preflight and spec.fail_fast_after > 0)
+            caller = ModelCaller(self.place(backend) if self.place else backend, self.cache, on_progress,
+                                 breaker=breaker)
+        label = label or f"{spec.backend}:{spec.model}"
+        self.opened[label] = (spec, caller)
+        if section is not None:
+            self.sections[label] = section
         return caller

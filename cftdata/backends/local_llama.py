@@ -17,7 +17,9 @@ import os
 from collections.abc import Sequence
 
 from cftdata.backends.base import BACKENDS, Backend, OnResult, Request, Result
+from cftdata.backends.breaker import ProbeFailed
 from cftdata.backends.models import BUNDLED_MODELS, resolve_gguf
+from cftdata.errors import BackendConfigError, CftdataError
 
 __all__ = ["LocalLlamaBackend", "resolve_gguf"]
 
@@ -42,19 +44,49 @@ class LocalLlamaBackend(Backend):
     def cache_namespace(self) -> str:
         return "local:llama.cpp"
 
+    @property
+    def address(self) -> str:
+        return str(self.model_path)
+
+    def probe(self, spend: bool) -> str:
+        """Without ``spend``: llama-cpp-python is installed and the file starts like a GGUF; with it: the model
+        loads (it then stays loaded for the build)."""
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise BackendConfigError("llama.cpp models need llama-cpp-python: pip install -e '.[local]'.")
+        try:
+            with open(self.model_path, "rb") as f:
+                magic = f.read(4)
+        except OSError as e:
+            raise ProbeFailed("load", f"cannot read {self.model_path}: {e.strerror}") from None
+        if magic != b"GGUF":
+            raise ProbeFailed("load", f"{self.model_path} is not a GGUF file (it starts with {magic!r})")
+        if spend:
+            self._load()
+            return "OK, the GGUF file loads"
+        return "OK, a GGUF file; it loads at the first request"
+
     def _load(self):
         if self._llm is None:
             from cftdata.backends.llama_runtime import load_llama
 
             opts = self.spec.options
-            self._llm = load_llama(
-                self.model_path,
-                extra_buffers_setting=opts.get("extra_buffers"),
-                n_ctx=int(opts.get("n_ctx", 4096)),
-                n_threads=int(opts.get("n_threads", os.cpu_count() or 1)),
-                chat_format=opts.get("chat_format"),
-                verbose=False,
-            )
+            try:
+                self._llm = load_llama(
+                    self.model_path,
+                    extra_buffers_setting=opts.get("extra_buffers"),
+                    n_ctx=int(opts.get("n_ctx", 4096)),
+                    n_threads=int(opts.get("n_threads", os.cpu_count() or 1)),
+                    chat_format=opts.get("chat_format"),
+                    verbose=False,
+                )
+            except CftdataError:
+                raise
+            except Exception as e:  # llama.cpp says only "Failed to load model from file"
+                raise BackendConfigError(
+                    f"Backend 'local' could not load the model {self.spec.model!r} ({self.model_path}): "
+                    f"{type(e).__name__}: {e}. Check that the file is a complete GGUF model (a partial download "
+                    "or another format fails this way) and the recipe's model key; a large options.n_ctx can "
+                    "also exceed this machine's memory.") from None
         return self._llm
 
     def _complete(self, request: Request) -> Result:

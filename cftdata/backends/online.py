@@ -43,6 +43,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from cftdata.backends.base import Backend, OnResult, Request, Result
+from cftdata.backends.breaker import ProbeFailed
 from cftdata.backends.http import HTTPClient, TransportError, proxy_for
 from cftdata.backends.limits import RateLimiter, parse_retry_after
 from cftdata.errors import BackendConfigError, NoProgressError
@@ -56,10 +57,10 @@ log = logging.getLogger("cftdata.backends")
 RATE_LIMITED_ATTEMPTS = 50
 
 _COUNTER_OF_KIND = {"rate_limited": "rate_limited", "server_error": "server_errors",
-                    "connection": "connection_errors", "timeout": "timeouts"}
+                    "connection": "connection_errors", "timeout": "timeouts", "bad_response": "bad_responses"}
 
 #: Failure kinds worth another attempt; every other kind fails its row at once.
-RETRYABLE = frozenset({"rate_limited", "server_error", "connection", "timeout"})
+RETRYABLE = frozenset({"rate_limited", "server_error", "connection", "timeout", "bad_response"})
 
 #: HTTP status -> failure kind, where the status alone decides (others: see :func:`failure_kind`).
 STATUS_KINDS = {401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limited",
@@ -74,23 +75,33 @@ IDLE_TICK_S = 0.5
 def failure_kind(status: int | None = None, exc: BaseException | None = None) -> str | None:
     """The one classification of failed attempts: an HTTP status or an exception -> a kind, None for success.
 
-    Kinds: ``rate_limited`` (429), ``server_error`` (5xx, 529 overloaded, a 2xx body that does not
-    parse), ``connection`` (refused, reset, TLS, proxy: :class:`~cftdata.backends.http.TransportError`),
+    Kinds: ``rate_limited`` (429), ``server_error`` (5xx, 529 overloaded), ``bad_response`` (a 2xx
+    body that is not the API's answer: not JSON, an HTML page, no ``choices``), ``connection``
+    (refused, reset, TLS, proxy: :class:`~cftdata.backends.http.TransportError`),
     ``timeout`` (no answer in time, 408), ``auth`` (401, 403), ``not_found`` (404), ``bad_request``
-    (every other 4xx). The first four are retried (:data:`RETRYABLE`); the others fail the row at
+    (every other 4xx). The first five are retried (:data:`RETRYABLE`); the others fail the row at
     once as ``http_<status>``. Decided by status code and exception type, never by message text.
+    ``auth``, ``not_found``, ``connection`` and ``bad_response`` are also *systemic* when they repeat
+    across rows: the backend's :class:`~cftdata.backends.breaker.CircuitBreaker` then stops the build.
     """
     if exc is not None:
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return "timeout"
         if isinstance(exc, TransportError):
             return "connection"
-        return "server_error" if isinstance(exc, (ValueError, KeyError, TypeError, IndexError, AttributeError)) else None
+        return "bad_response" if isinstance(exc, (ValueError, KeyError, TypeError, IndexError, AttributeError)) else None
     if status is None or 200 <= status < 300:
         return None
     if status in STATUS_KINDS:
         return STATUS_KINDS[status]
     return "server_error" if status >= 500 else "bad_request"
+
+
+def kind_of_error(error: str | None) -> str | None:
+    """The failure kind of a Result's ``error`` (``http_401`` -> ``auth``...); None for a success."""
+    if error is not None and error.startswith("http_") and error[5:].isdigit():
+        return failure_kind(int(error[5:]))
+    return error
 
 
 def check_status(status: int, headers: Mapping[str, str], detail: str) -> Result | None:
@@ -147,6 +158,7 @@ class OnlineBackend(Backend):
 
     submits_ahead = True
     delivers_ahead = True
+    records_attempts = True
 
     #: Backoff before retry n (n = 1, 2, ...): ``initial * 2**(n-1)`` capped at ``max``, plus jitter.
     backoff_initial_s: float = 0.5
@@ -158,7 +170,7 @@ class OnlineBackend(Backend):
         self.limiter = RateLimiter(spec.concurrency, spec.requests_per_minute, spec.tokens_per_minute)
         _raise_open_files(spec.concurrency + 256)
         self.counters: dict[str, int] = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0,
-                                         "connection_errors": 0, "timeouts": 0, "failed": 0}
+                                         "connection_errors": 0, "timeouts": 0, "bad_responses": 0, "failed": 0}
         #: Strings (API keys) that must never appear in an error detail; subclasses add theirs.
         self.secrets: list[str] = []
         self._ceiling_warned = False
@@ -188,17 +200,29 @@ class OnlineBackend(Backend):
         return text
 
     async def _one(self, request: Request) -> Result:
-        """One row: attempts under the limiter until a Result, a fail-fast error or the retry budget ends."""
+        """One row: attempts under the limiter until a Result, a fail-fast error or the retry budget ends.
+
+        Every attempt's outcome goes to the backend's circuit breaker (when the model layer set one); once it
+        trips, this row raises its :class:`~cftdata.errors.EndpointError` instead of reporting a failure."""
         est = estimate_tokens(request)
         max_retries = self.spec.max_retries
         hard_failures = 0  # failed attempts that count against max_retries (all but 429s)
         limiter = self.limiter
+        breaker = self.breaker
         attempt_no = 0
         while True:
             attempt_no += 1
             if attempt_no > 1:
                 self.counters["retries"] += 1
-            sent_at = await limiter.acquire(est)
+            if breaker is not None:
+                while not breaker.may_start():  # on probation: a few attempts in flight; raises once tripped
+                    await asyncio.sleep(0.05)
+            try:
+                sent_at = await limiter.acquire(est)
+            except BaseException:
+                if breaker is not None:
+                    breaker.abandoned()
+                raise
             self.counters["requests"] += 1
             try:
                 result, headers = await _with_timeout(self.send(request), self.spec.timeout_s)
@@ -215,10 +239,13 @@ class OnlineBackend(Backend):
                 failure = e
             except asyncio.CancelledError:
                 await limiter.release(sent_at=sent_at, ok=False)
+                if breaker is not None:
+                    breaker.abandoned()
                 raise
             except Exception as e:  # a bug or a surprise: this row fails, the run goes on
                 await limiter.release(sent_at=sent_at, ok=False)
                 self.counters["failed"] += 1
+                self._outcome("client_error")
                 return Result(error="client_error", error_detail=self.redact(f"{type(e).__name__}: {e}")[:2000])
             else:
                 await limiter.release(headers=headers, sent_at=sent_at)
@@ -226,7 +253,9 @@ class OnlineBackend(Backend):
                     self.counters["failed"] += 1
                     if result.error_detail:
                         result.error_detail = self.redact(result.error_detail)
+                self._outcome(kind_of_error(result.error), result.error_detail)
                 return result
+            self._outcome(failure.kind, self.redact(failure.detail))
             if failure.kind == "rate_limited":
                 # The limiter's cool-down and pacing space the retry; 429s have their own budget.
                 if attempt_no < max(RATE_LIMITED_ATTEMPTS, max_retries + 1):
@@ -241,6 +270,15 @@ class OnlineBackend(Backend):
             self.counters["failed"] += 1
             return Result(error=failure.kind,
                           error_detail=self.redact(f"gave up after {attempt_no} attempts: {failure.detail}")[:2000])
+
+    def _outcome(self, kind: str | None, detail: str = "") -> None:
+        """Tell the breaker how an attempt ended; a failure raises instead once the breaker tripped (a healthy
+        answer is always delivered: it is paid for and cached)."""
+        if self.breaker is None:
+            return
+        self.breaker.finished(kind, detail)
+        if kind is not None:
+            self.breaker.check()
 
     def _stall_message(self, in_flight: int) -> str:
         c = self.counters
@@ -272,7 +310,10 @@ class OnlineBackend(Backend):
             nonlocal last_progress
             pending.discard(t)
             i = index_of.pop(t)
-            if all_done.done() or t.cancelled():
+            if t.cancelled():
+                return
+            if all_done.done():
+                t.exception()  # retrieved: the run already ended (a tripped breaker raises in every row task)
                 return
             try:
                 on_result(i, t.result())
@@ -475,6 +516,8 @@ class _Background:
             refill()
 
         def refill() -> None:
+            if self._stopping:  # stopping: no new row tasks (a tripped breaker, close())
+                return
             cap = limiter.cap()
             window = cap + max(8, cap // 4)
             while len(pending) < window and self.queue:
@@ -526,6 +569,8 @@ class HTTPBackend(OnlineBackend):
     """
 
     endpoint: str = ""
+    #: The path of the provider's models list (a check that spends nothing), under the base URL.
+    models_path: str = "/models"
 
     def __init__(self, spec: ModelSpec, base_url: str) -> None:
         super().__init__(spec)
@@ -537,9 +582,76 @@ class HTTPBackend(OnlineBackend):
                                      f"environment cannot be used: {e}.") from None
         self._http: HTTPClient | None = None
 
+    @property
+    def address(self) -> str:
+        return self._base_url
+
     def headers(self) -> dict[str, str]:
         """Headers sent with every request (the key among them)."""
         return {}
+
+    def probe(self, spend: bool) -> str:
+        """One minimal request (``max_tokens`` 1), or without ``spend`` the models list; raises
+        :class:`~cftdata.backends.breaker.ProbeFailed` for a systemic failure (refused key, unknown model or path,
+        nothing listening, not the API answering, no answer in time). A 400, a 429 or a 5xx to the probe is
+        not one: the endpoint is there and took the key."""
+        if self._bg is not None:
+            return "already running"
+
+        async def main() -> str:
+            try:
+                return await (self._probe_call() if spend else self._probe_models())
+            finally:
+                await self.aclose()
+
+        return asyncio.run(main())
+
+    async def _probe_call(self) -> str:
+        request = Request.make(self.spec.model, [{"role": "user", "content": "Reply with OK."}], {"max_tokens": 1})
+        t0 = time.monotonic()
+        try:
+            result, _ = await _with_timeout(self.send(request), self.spec.timeout_s)
+        except asyncio.TimeoutError:
+            raise ProbeFailed("timeout", f"no answer within {self.spec.timeout_s:g}s") from None
+        except Retryable as e:
+            if e.kind in ("connection", "bad_response"):
+                raise ProbeFailed(e.kind, self.redact(e.detail)) from None
+            return f"reachable, but answered {e.kind.replace('_', ' ')}: {self.redact(e.detail)[:200]}"
+        if result.ok:
+            return f"OK, answered in {time.monotonic() - t0:.2f} s"
+        detail = self.redact(result.error_detail)
+        kind = kind_of_error(result.error)
+        if kind in ("auth", "not_found"):
+            raise ProbeFailed(kind, detail)
+        return f"reachable, key accepted; the probe itself got {detail[:200]}"
+
+    async def _probe_models(self) -> str:
+        if self._http is None:
+            self._http = HTTPClient(self._base_url, self.headers(), max_idle=4, proxy=self._proxy)
+        try:
+            resp = await _with_timeout(self._http.request("GET", self.models_path), min(self.spec.timeout_s, 30))
+        except asyncio.TimeoutError:
+            raise ProbeFailed("timeout", "the models list did not come within 30s") from None
+        except TransportError as e:
+            raise ProbeFailed("connection", str(e)) from None
+        detail = self.redact(error_message(resp.status, resp.body, resp.reason))
+        kind = failure_kind(resp.status)
+        if kind == "auth":
+            raise ProbeFailed(kind, detail)
+        if kind is not None:
+            return f"not checked: no models list here ({detail[:120]})"
+        try:
+            ids = [m["id"] for m in json.loads(resp.body)["data"]]
+        except Exception as e:
+            if failure_kind(exc=e) is None:
+                raise
+            raise ProbeFailed("bad_response", f"the models list at {self.models_path} is not the API's "
+                                              f"({resp.headers.get('content-type', 'no content type')})") from None
+        if ids and self.spec.model not in ids:
+            shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            raise ProbeFailed("not_found", f"model {self.spec.model!r} is not among the {len(ids)} models listed "
+                                           f"({shown})")
+        return "OK, key accepted and model listed; nothing spent"
 
     def body(self, request: Request) -> dict[str, Any]:
         """The JSON body of one request."""
@@ -575,4 +687,7 @@ class HTTPBackend(OnlineBackend):
         except Exception as e:  # the body was not an answer (malformed JSON, no choices)
             if failure_kind(exc=e) is None:
                 raise
-            raise Retryable("server_error", f"unparseable response: {type(e).__name__}", headers=headers) from None
+            kind = resp.headers.get("content-type", "no content type").split(";")[0]
+            start = resp.body[:60].decode("utf-8", "replace").strip()
+            raise Retryable("bad_response", f"unparseable response (HTTP {resp.status}, {kind}, {type(e).__name__}): "
+                            f"{start!r}", headers=headers) from None

@@ -94,6 +94,8 @@ class OpenAIBatchBackend(BatchBackend):
     """Chat Completions through the OpenAI Batch API (see the module docstring)."""
 
     name = "openai-batch"
+    key_env_default = "OPENAI_API_KEY"
+    default_base_url = DEFAULT_BASE_URL
     max_requests_limit = 50_000
     max_bytes_limit = 190_000_000  # documented limit: 200 MB per input file
 
@@ -106,6 +108,10 @@ class OpenAIBatchBackend(BatchBackend):
     @property
     def cache_namespace(self) -> str:
         return f"openai:{(self.spec.base_url or DEFAULT_BASE_URL).rstrip('/')}"
+
+    def _list_batches(self) -> None:
+        with _translate("listing batches", self._api_key):
+            self._get_client().with_options(max_retries=0).batches.list(limit=1)
 
     def _get_client(self):
         if self._client is None:

@@ -47,6 +47,7 @@ class OpenAIChatBackend(HTTPBackend):
     """Chat Completions, one HTTP request per row (see the module docstring)."""
 
     name = "openai"
+    key_env_default = "OPENAI_API_KEY"
     paid = True
     endpoint = "/chat/completions"
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from cftdata.backends.base import BACKENDS, Backend, OnResult, Request, Result
 from cftdata.backends.models import model_fingerprint
-from cftdata.errors import BackendConfigError
+from cftdata.errors import BackendConfigError, CftdataError, EndpointError
 
 ENGINE_OPTIONS = ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_size", "max_model_len",
                   "gpu_memory_utilization", "dtype", "enable_prefix_caching", "trust_remote_code",
@@ -101,11 +101,26 @@ class VLLMBackend(Backend):
             raise BackendConfigError("The vllm backend needs vLLM and a GPU: pip install -e '.[vllm]'.") from None
         return LLM, SamplingParams
 
+    def probe(self, spend: bool) -> str:
+        """vLLM can be imported (the engine itself starts at the first request: minutes, a whole GPU)."""
+        self._classes()
+        return "OK, vLLM is importable (the engine starts at the first request)"
+
     def _load(self) -> Any:
         if self._llm is None:
             llm_cls, _ = self._classes()
             engine = {k: v for k, v in self.spec.options.items() if k in ENGINE_OPTIONS}
-            self._llm = llm_cls(model=self.spec.model, **engine)
+            try:
+                self._llm = llm_cls(model=self.spec.model, **engine)
+            except CftdataError:
+                raise
+            except Exception as e:
+                raise EndpointError(
+                    f"Backend 'vllm': the engine for model {self.spec.model!r} could not start "
+                    f"({type(e).__name__}: {str(e)[:500]}), so the build stopped before any row was rejected. "
+                    "Check that a GPU is visible (nvidia-smi), that the model fits (options.gpu_memory_utilization, "
+                    "max_model_len, tensor_parallel_size) and that the model name or path is right; rerun the same "
+                    "command once fixed.") from None
         return self._llm
 
     def check(self, requests: Sequence[Request]) -> None:

@@ -55,6 +55,9 @@ class Stage(ABC):
     name: ClassVar[str]
     #: Columns this stage adds to rows (pool schema).
     columns: ClassVar[dict[str, pa.DataType]] = {}
+    #: Whether the stage opens model callers when built (``cftdata check`` builds only these to find the
+    #: recipe's endpoints).
+    calls_models: ClassVar[bool] = False
 
     def __init__(self, ctx: BuildContext) -> None:
         self.ctx = ctx

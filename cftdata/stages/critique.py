@@ -19,6 +19,7 @@ from cftdata.stages.model_calls import caller_summary, open_caller, result_probl
 @STAGES.register("critique")
 class CritiqueStage(Stage):
     name = "critique"
+    calls_models = True
     columns = {
         "critique": pa.string(),
         "teacher": pa.string(),
@@ -36,7 +37,7 @@ class CritiqueStage(Stage):
         self.spec = ctx.recipe.teacher
         self.reuse = self.spec.backend == "existing"
         self.template = resolve_prompt(self.spec.prompt, CRITIQUE_PROMPTS, ctx.recipe.resolve_path)
-        self.caller = None if self.reuse else open_caller(self.spec, ctx, self.name)
+        self.caller = None if self.reuse else open_caller(self.spec, ctx, self.name, "teacher")
 
     def render(self, row: Row) -> list[dict[str, str]]:
         return self.template.render(question=row["question"], response=row["response"])

@@ -9,8 +9,9 @@ from cftdata.recipe import ModelSpec
 from cftdata.stages.base import BuildContext
 
 
-def open_caller(spec: ModelSpec, ctx: BuildContext, label: str) -> ModelCaller:
-    """A cached caller whose progress (rows, calls, cache hits, in flight, 429s, tokens, dollars) is shown."""
+def open_caller(spec: ModelSpec, ctx: BuildContext, label: str, section: str | None = None) -> ModelCaller:
+    """A cached caller whose progress (rows, calls, cache hits, in flight, 429s, tokens, dollars) is shown;
+    ``section`` is the recipe key the spec comes from (``teacher``...), named in error messages."""
     caller: ModelCaller
 
     def progress(n: int) -> None:
@@ -25,7 +26,7 @@ def open_caller(spec: ModelSpec, ctx: BuildContext, label: str) -> ModelCaller:
             "tokens": st.input_tokens + st.output_tokens, "$": f"{cost:.4f}" if cost is not None else None,
         })
 
-    caller = ctx.models.caller(spec, on_progress=progress, label=label)
+    caller = ctx.models.caller(spec, on_progress=progress, label=label, section=section or label)
     return caller
 
 

@@ -19,6 +19,7 @@ from cftdata.stages.model_calls import caller_summary, open_caller, result_probl
 @STAGES.register("respond")
 class RespondStage(Stage):
     name = "respond"
+    calls_models = True
     columns = {
         "question_id": pa.string(),
         "response_source": pa.string(),

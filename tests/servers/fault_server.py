@@ -23,7 +23,13 @@ seeded) or forced by markers in any message of the request:
 ``[[nochoices]]``      200 with valid JSON holding no choices
 ``[[length]]``         truncated answer, ``finish_reason: "length"``
 ``[[empty]]``          ``content: ""``; ``[[null]]``: ``content: null``
+``[[html]]``           200 with an HTML page (a proxy or captive portal answering for the API)
 =====================  ==========================================================================
+
+Whole-endpoint mistakes (the bad-input matrix) are settings rather than markers: ``api_key`` (requests
+whose bearer token differs get 401 ``invalid_api_key``, the token masked as OpenAI does), ``models``
+(the models served: any other gets 404 ``model_not_found``; ``GET /v1/models`` lists them), and
+``html_rate`` / ``nochoices_rate`` (200 answers that are an HTML page / JSON without ``choices``).
 
 ``[[500*2]]`` (any marker with ``*N``) applies to the first N requests with that exact body only,
 so a retry of it then succeeds; without ``*N`` it applies to every attempt. ``[[429]]`` answers with
@@ -110,6 +116,10 @@ class Faults:
     malformed_rate: float = 0.0  #: random 200s whose body is not JSON
     length_rate: float = 0.0  #: random truncated answers (finish_reason "length")
     empty_rate: float = 0.0  #: random answers with empty content
+    html_rate: float = 0.0  #: random 200s with an HTML page instead of JSON (a proxy answering)
+    nochoices_rate: float = 0.0  #: random 200s with JSON holding no choices
+    api_key: str | None = None  #: the only bearer token accepted (others: 401 invalid_api_key); None: any
+    models: list[str] | None = None  #: the models served (others: 404 model_not_found); None: any
     completion_words: int = 8  #: words in a normal answer (one "token" each)
     seed: int = 0  #: seed of the fault draws
 
@@ -599,6 +609,9 @@ async def chat_completions(server: FaultServer, req: Request) -> Response:
     if limited is not None:
         return limited
     kw: dict[str, Any] = {"headers": rl_headers}
+    refused = _refuse(server, req, model)
+    if refused is not None:
+        return refused
     if on("400", markers, attempt):
         await server.pause(0)
         return error_response(400, "Invalid request: the prompt holds the [[400]] marker.", "invalid_request_error",
@@ -618,7 +631,9 @@ async def chat_completions(server: FaultServer, req: Request) -> Response:
     await server.pause(f.slow_s if slow else 0.0)
     if on("malformed", markers, attempt, f.malformed_rate):
         return Response(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess', fault="malformed", **kw)
-    if on("nochoices", markers, attempt):
+    if on("html", markers, attempt, f.html_rate):
+        return Response(200, HTML_PAGE, content_type="text/html; charset=utf-8", fault="html", **kw)
+    if on("nochoices", markers, attempt, f.nochoices_rate):
         return Response.json(200, {"id": "chatcmpl-empty", "object": "chat.completion", "choices": []},
                              fault="no_choices", **kw)
 
@@ -655,11 +670,34 @@ async def chat_completions(server: FaultServer, req: Request) -> Response:
     return Response.json(200, body, fault=fault, answered=True, **kw)
 
 
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in - Corporate Proxy</title></head><body>"
+             b"<h1>Authentication required</h1><p>Sign in to continue.</p></body></html>")
+
+
+def _refuse(server: FaultServer, req: Request, model: str | None) -> Response | None:
+    """The whole-endpoint mistakes: a wrong key (401), a model not served (404)."""
+    f = server.faults
+    if f.api_key is not None:
+        token = req.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if token != f.api_key:
+            shown = f"{token[:3]}***{token[-4:]}" if len(token) > 8 else "***"
+            return error_response(401, f"Incorrect API key provided: {shown}. You can find your API key at "
+                                       "https://platform.openai.com/account/api-keys.", "invalid_request_error",
+                                  "invalid_api_key", fault="unauthorized")
+    if model is not None and f.models is not None and model not in f.models:
+        return error_response(404, f"The model `{model}` does not exist or you do not have access to it.",
+                              "invalid_request_error", "model_not_found", fault="model_not_found")
+    return None
+
+
 async def list_models(server: FaultServer, req: Request) -> Response:
-    """``GET /v1/models``: one fake model."""
-    return Response.json(200, {"object": "list", "data": [{"id": "fault-model", "object": "model",
-                                                           "owned_by": "fault-server", "created": 0}]},
-                         answered=True)
+    """``GET /v1/models``: the models served (``models``, default one fake model); a wrong key gets 401."""
+    refused = _refuse(server, req, None)
+    if refused is not None:
+        return refused
+    ids = server.faults.models or ["fault-model"]
+    return Response.json(200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "fault-server",
+                                                           "created": 0} for i in ids]}, answered=True)
 
 
 async def get_stats(server: FaultServer, req: Request) -> Response:
