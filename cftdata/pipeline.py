@@ -98,6 +98,35 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+USAGE_KEYS = ("requests", "cache_hits", "calls_made", "input_tokens", "output_tokens", "input_tokens_from_cache",
+              "output_tokens_from_cache")
+
+
+def model_usage(recipe: Recipe, summaries: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(usage, cost) per model role for the manifest: ``respond`` and ``critique`` for one generator and one
+    teacher; ``respond:<label>`` and ``critique:<label>`` per model when ``respond`` / ``teacher`` is a list."""
+    from cftdata.backends.pricing import cost_usd
+    from cftdata.recipe import model_label
+
+    usage, cost = {}, {}
+    for stage, key, specs in (("respond", "generators", recipe.generators),
+                              ("critique", "teachers", recipe.teachers)):
+        s = summaries.get(stage, {})
+        by_label = {model_label(spec): spec for spec in specs}
+        roles = ([(f"{stage}:{label}", by_label[label], one) for label, one in s[key].items()] if key in s
+                 else [(stage, specs[0], s)])
+        for role, spec, one in roles:
+            if "input_tokens" not in one:
+                continue
+            usage[role] = {k: one[k] for k in USAGE_KEYS}
+            cost[role] = {
+                "this_run_usd": cost_usd(spec, one["input_tokens"], one["output_tokens"]),
+                "total_usd": cost_usd(spec, one["input_tokens"] + one["input_tokens_from_cache"],
+                                      one["output_tokens"] + one["output_tokens_from_cache"]),
+            }
+    return usage, cost
+
+
 class Build:
     """One run of a recipe. Use :func:`build` unless you need the pieces."""
 
@@ -327,6 +356,8 @@ class Build:
         out = self.recipe.output
         # Columns of quality stages (verify_*, agreement...) travel with the provenance columns.
         extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination"))}
+        if self.recipe.fan_out:  # several generators or teachers: which response a critique is about
+            extra["response_id"] = pa.string()
         fmt = Formatter(out.format, provenance=out.provenance, system_prompt=out.system_prompt,
                         extra_columns=extra)
         writer = RollingParquetWriter(self.staging / "data", "train", fmt.schema, out.rows_per_file)
@@ -367,22 +398,7 @@ class Build:
 
     def _manifest(self, summaries: dict, files: list[Path], n_out: int, n_rej: int, seconds: float,
                   cache_dir: Path) -> dict[str, Any]:
-        from cftdata.backends.pricing import cost_usd
-
-        usage, cost = {}, {}
-        for name, spec_name in (("respond", "respond"), ("critique", "teacher")):
-            s = summaries.get(name, {})
-            if "input_tokens" not in s:
-                continue
-            spec = getattr(self.recipe, spec_name)
-            usage[name] = {k: s[k] for k in ("requests", "cache_hits", "calls_made", "input_tokens",
-                                             "output_tokens", "input_tokens_from_cache",
-                                             "output_tokens_from_cache")}
-            cost[name] = {
-                "this_run_usd": cost_usd(spec, s["input_tokens"], s["output_tokens"]),
-                "total_usd": cost_usd(spec, s["input_tokens"] + s["input_tokens_from_cache"],
-                                      s["output_tokens"] + s["output_tokens_from_cache"]),
-            }
+        usage, cost = model_usage(self.recipe, summaries)
         return {
             "cftdata_version": __version__,
             "status": "complete",
@@ -410,15 +426,20 @@ class Build:
     def _prompts(self) -> dict[str, dict[str, str]]:
         """The exact prompt templates used (custom template files included), for the card."""
         from cftdata.prompts import CRITIQUE_PROMPTS, SOLVE_PROMPTS, resolve_prompt
+        from cftdata.recipe import model_label
 
         out = {}
         r = self.recipe
-        if r.teacher.backend not in ("existing", "none"):
-            t = resolve_prompt(r.teacher.prompt, CRITIQUE_PROMPTS, r.resolve_path)
-            out["teacher"] = {"name": r.teacher.prompt, "system": t.system, "user": t.user}
-        if r.respond.mode == "generate":
-            t = resolve_prompt(r.respond.prompt, SOLVE_PROMPTS, r.resolve_path)
-            out["respond"] = {"name": r.respond.prompt, "system": t.system, "user": t.user}
+        for spec in r.teachers:
+            if spec.backend not in ("existing", "none"):
+                t = resolve_prompt(spec.prompt, CRITIQUE_PROMPTS, r.resolve_path)
+                role = f"teacher:{model_label(spec)}" if isinstance(r.teacher, list) else "teacher"
+                out[role] = {"name": spec.prompt, "system": t.system, "user": t.user}
+        for spec in r.generators:
+            if spec.mode == "generate":
+                t = resolve_prompt(spec.prompt, SOLVE_PROMPTS, r.resolve_path)
+                role = f"respond:{model_label(spec)}" if isinstance(r.respond, list) else "respond"
+                out[role] = {"name": spec.prompt, "system": t.system, "user": t.user}
         return out
 
     def _publish(self, files: list[Path], manifest: dict[str, Any]) -> None:

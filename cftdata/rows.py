@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,3 +49,8 @@ class StageOutput:
 
     rows: list[Row]
     rejects: list[Reject] = field(default_factory=list)
+
+
+def id_part(label: str) -> str:
+    """A generator's or teacher's label as a piece of a row id (letters, digits, ``-``, ``_``; the rest ``_``)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_") or "x"

@@ -23,15 +23,18 @@ class InspectResult:
     samples: int = 0
 
 
-def model_label(spec: dict[str, Any] | None, *, respond: bool = False) -> str:
-    """``backend:model`` of a recipe role; ``existing`` for a corpus's own responses, ``none`` when off."""
+def model_label(spec: dict[str, Any] | list[dict[str, Any]] | None, *, respond: bool = False) -> str:
+    """``backend:model`` (or ``label``) of a recipe role; ``existing`` for a corpus's own responses, ``none``
+    when off; the models of a list joined with ``, ``."""
+    if isinstance(spec, list):
+        return ", ".join(model_label(s, respond=respond) for s in spec) or "none"
     if not spec:
         return "none"
     if respond and spec.get("mode") == "existing":
         return "existing (the corpus's responses)"
     if spec.get("backend") in (None, "none"):
         return "none"
-    return f"{spec.get('backend')}:{spec.get('model')}"
+    return spec.get("label") or f"{spec.get('backend')}:{spec.get('model')}"
 
 
 def money(value: float | None) -> str:

@@ -5,6 +5,7 @@ from cftdata.stages import (  # noqa: F401  (registration side effects)
     critique,
     decontaminate,
     dedup,
+    panel,
     respond,
     verdict,
     verify,
