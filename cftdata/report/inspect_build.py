@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cftdata.card import pair_rows, panel_view
 from cftdata.report.folder import BuildFolder, load_build, resume_command
 
 QUALITY_TITLES = {"dedup": "Deduplication", "decontaminate": "Decontamination"}
@@ -277,6 +278,7 @@ def _inspect(folder: BuildFolder, manifest: dict[str, Any], out_dir: Path, n_sam
         "kpis": kpis, "stage_rows": [{"name": k, **v} for k, v in counts.items()],
         "length_rows": length_rows, "verdict_groups": verdict_groups, "verdict_cats": verdict_cats,
         "agreement": agreement, "verify": verify, "rejects": rejects,
+        "family": {"by_pair": pair_rows(stages), "panel": panel_view(stages)},
         "quality": quality_sections(manifest, overview["removed"]),
         "usage_rows": usage_rows(manifest), "samples": sample_rows, "rows": ds.rows, "seed": seed,
         "resume": resume_command(manifest),

@@ -1,0 +1,51 @@
+"""A fault-server plugin: several scripted teachers whose verdicts the tests know (teacher agreement, RL labels).
+
+``serve(plugins=["tests.servers.panel_critic:register"])``: every Chat Completions answer (faults, limits,
+counters and usage from the fault server) has its text replaced by ``"Critique by <model> of question <i>. ...
+Conclusion: <verdict>"``, where ``<i>`` is the number after ``Question`` in the prompt and the verdict is
+:func:`verdict_for` (model, i). Any other model answers ``right``. A generator served by the same route gets
+that text as its response, which is all the tests need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from tests.servers.fault_server import FaultServer, Request, Response, chat_completions
+
+#: model -> verdict of question i.
+RULES = {
+    "judge-even": lambda i: "right" if i % 2 == 0 else "wrong",
+    "judge-three": lambda i: "wrong" if i % 3 == 0 else "right",
+    "judge-right": lambda i: "right",
+}
+
+
+def verdict_for(model: str, i: int) -> str:
+    return RULES.get(model, lambda i: "right")(i)
+
+
+async def critic(server: FaultServer, req: Request) -> Response:
+    resp = await chat_completions(server, req)
+    if resp.status != 200 or not resp.answered:
+        return resp
+    body: dict[str, Any] = json.loads(resp.body)
+    choice = body["choices"][0]
+    if choice["finish_reason"] != "stop" or not choice["message"]["content"]:
+        return resp
+    payload = req.json()
+    prompt = "\n".join(str(m.get("content") or "") for m in payload["messages"])
+    m = re.search(r"Question (\d+)", prompt)
+    i = int(m.group(1)) if m else 0
+    text = f"Critique by {payload['model']} of question {i}. The steps were checked. " \
+           f"Conclusion: {verdict_for(payload['model'], i)}"
+    choice["message"]["content"] = text
+    body["usage"]["completion_tokens"] = (len(text) + 3) // 4
+    body["usage"]["total_tokens"] = body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    return Response(200, json.dumps(body).encode(), headers=resp.headers, fault=resp.fault, answered=True)
+
+
+def register(server: FaultServer) -> None:
+    server.add_route("POST", "/v1/chat/completions", critic)
