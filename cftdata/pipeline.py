@@ -171,7 +171,7 @@ class Build:
             self.peak_rss_mb["map"] = peak_rss_mb()
             keep, select_summary = self._select_phase(pool_files, rejects)
             self.peak_rss_mb["select"] = peak_rss_mb()
-            files, n_out = self._write_phase(pool_files, schema, keep)
+            files, n_out = self._write_phase(pool_files, schema, keep, rejects)
             self.peak_rss_mb["write"] = peak_rss_mb()
             rejects.close()
             summaries = {st.name: st.summary() for st in stages}
@@ -352,7 +352,7 @@ class Build:
         return {"critique_chars": {**q, "mean": round(pc.mean(lens).as_py(), 1)}}
 
     def _write_phase(self, pool_files: list[Path], schema: pa.Schema,
-                     keep: Any = None) -> tuple[list[Path], int]:
+                     keep: Any = None, rejects: RejectWriter | None = None) -> tuple[list[Path], int]:
         out = self.recipe.output
         # Columns of quality stages (verify_*, agreement...) travel with the provenance columns.
         extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination"))}
@@ -363,6 +363,7 @@ class Build:
         writer = RollingParquetWriter(self.staging / "data", "train", fmt.schema, out.rows_per_file)
         c = self._count("format")
         offset = 0
+        seen: set[str] = set()
         for path in pool_files:
             t0 = time.monotonic()
             rows = read_parquet(path).to_pylist()
@@ -370,11 +371,32 @@ class Build:
                 mask = keep[offset:offset + len(rows)]
                 offset += len(rows)
                 rows = [r for r, k in zip(rows, mask, strict=True) if k]
-            writer.write_rows([fmt.render(r) for r in rows])
             c.rows_in += len(rows)
+            rows = self._one_per(fmt, rows, rejects, seen)
+            writer.write_rows([fmt.render(r) for r in rows])
             c.rows_out += len(rows)
             c.seconds += time.monotonic() - t0
         return writer.close(), writer.rows
+
+    def _one_per(self, fmt: Formatter, rows: list[dict], rejects: RejectWriter | None, seen: set[str]) -> list[dict]:
+        """A format that writes one row per question (RL prompts): later rows of a question are rejects."""
+        key = fmt.fmt.one_per
+        if key is None:
+            return rows
+        from cftdata.rows import Reject
+
+        out, dropped = [], []
+        for r in rows:
+            k = r.get(key) or r["id"]
+            if k in seen:
+                dropped.append(Reject(r["id"], "format", "same_prompt",
+                                      f"output.format {fmt.fmt.name} writes one row per {key}", r))
+            else:
+                seen.add(k)
+                out.append(r)
+        self._count("format").rejected += len(dropped)
+        self._reject(dropped, rejects)
+        return out
 
     def _reject(self, rejects, writer: RejectWriter | None) -> None:
         """Count rejects by reason and write them (a dry run only counts)."""

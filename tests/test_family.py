@@ -1,0 +1,252 @@
+"""The critique-data family in one recipe: several generators and teachers in one build (fan-out), teacher
+agreement and selection by it, per-model usage and cost, the card and the report.
+
+Builds run for real against the loopback fault server with scripted teachers (``tests/servers/panel_critic.py``:
+each teacher model's verdict on question ``i`` is known), and against the embedded SmolLM2 model (slow).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from cftdata.errors import RecipeError
+from cftdata.pipeline import build
+from cftdata.recipe import load_recipe
+from tests.conftest import ROOT, run_cli
+from tests.servers.fault_server import serve
+from tests.servers.panel_critic import verdict_for
+
+KEY_ENV = "CFTDATA_FAMILY_TEST_KEY"
+N_QUESTIONS = 6
+TEACHERS = {"even": "judge-even", "three": "judge-three", "yes": "judge-right"}
+PRICES = {"even": (1.0, 2.0), "three": (3.0, 6.0), "yes": (0.5, 1.0)}
+
+
+def write_source(path: Path, n: int = N_QUESTIONS, truncated: int = 1) -> Path:
+    """Questions ``Question i: ...`` with a boxed response and its answer; ``truncated`` more whose calls come
+    back truncated (the fault server's ``[[length]]`` marker)."""
+    rows = [{"question": f"Question {i}: compute {i} + {i}.", "answer": str(2 * i),
+             "response": f"{i} + {i} = \\boxed{{{2 * i if i % 2 else 2 * i + 1}}}"} for i in range(n)]
+    rows += [{"question": f"Question {n + k}: a long one. [[length]]", "answer": "0", "response": "\\boxed{0}"}
+             for k in range(truncated)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def server_model(base_url: str, model: str, **extra) -> dict:
+    return {"backend": "openai", "model": model, "base_url": base_url, "api_key_env": KEY_ENV, **extra}
+
+
+def family_recipe(tmp_path: Path, base_url: str, *, generators: bool = True, **extra) -> Path:
+    """Two generators (gen-a: 2 samples, gen-b: 1) and three teachers on the scripted server."""
+    src = write_source(tmp_path / "source.jsonl")
+    teachers = [server_model(base_url, model, label=label, prompt="cft-paper" if label != "three" else "cft-script",
+                             options={"price": {"input": PRICES[label][0], "output": PRICES[label][1]}})
+                for label, model in TEACHERS.items()]
+    respond = ([server_model(base_url, "gen-a", mode="generate", n=2, prompt="plain", params={"seed": 1}),
+                server_model(base_url, "gen-b", mode="generate", n=1, prompt="plain")] if generators
+               else {"mode": "existing"})
+    recipe = {"version": 1, "name": "family", "source": {"path": str(src), "question": "question",
+                                                          "answer": "answer", "response": "response"},
+              "respond": respond, "teacher": teachers, "output": {"dir": str(tmp_path / "out")},
+              "cache": {"dir": str(tmp_path / "cache")}, **extra}
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def question_of(row: dict) -> int:
+    return int(re.search(r"Question (\d+)", row["question"]).group(1))
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-family-test-key")
+    with serve(plugins=["tests.servers.panel_critic:register"]) as (url, stats):
+        yield url, stats
+
+
+def test_fan_out_rows_ids_usage_card_and_rerun(tmp_path, server):
+    url, stats = server
+    path = family_recipe(tmp_path, url)
+    res = build(load_recipe(path), recipe_file=str(path))
+    m = res.manifest
+    q, gens, teachers = N_QUESTIONS, 3, len(TEACHERS)  # 3 responses per question (gen-a n=2, gen-b n=1)
+
+    # every row accounted for: the truncated question's 3 responses are rejects, the rest fans out x3 teachers
+    assert m["counts"]["respond"] == {**m["counts"]["respond"], "in": (q + 1) * gens, "out": q * gens, "rejected": 3}
+    assert m["counts"]["critique"]["in"] == q * gens * teachers == m["counts"]["critique"]["out"]
+    assert res.rows == q * gens * teachers and res.rejected == 3
+    assert m["rejects_by_reason"] == {"respond:truncated": 3}
+
+    data = pq.read_table(res.files).to_pylist()
+    rejects = pq.read_table(res.output_dir / "rejects.parquet").to_pylist()
+    ids = [r["id"] for r in data] + [r["id"] for r in rejects]
+    assert len(ids) == len(set(ids)) == q * gens * teachers + 3
+    labels = {"openai:gen-a", "openai:gen-b"}
+    for r in data:
+        assert r["response_source"] in labels and r["teacher"] in TEACHERS
+        sample = re.escape(r["question_id"]) + r"\.openai_gen-[ab]\.\d"
+        assert re.fullmatch(sample, r["response_id"]) and r["id"] == f"{r['response_id']}.{r['teacher']}"
+        assert r["verdict"] == verdict_for(TEACHERS[r["teacher"]], question_of(r))
+        assert r["output"].startswith(f"Critique by {TEACHERS[r['teacher']]} of question {question_of(r)}.")
+
+    # per model: calls, usage and cost; one caller (cache, limits) per model
+    usage, cost = m["usage"], m["cost"]
+    assert set(usage) == {"respond:openai:gen-a", "respond:openai:gen-b", *(f"critique:{t}" for t in TEACHERS)}
+    assert usage["respond:openai:gen-a"]["calls_made"] == (q + 1) * 2
+    assert usage["respond:openai:gen-b"]["calls_made"] == q + 1
+    for t, (pin, pout) in PRICES.items():
+        u = usage[f"critique:{t}"]
+        assert u["calls_made"] == q * gens
+        assert cost[f"critique:{t}"]["total_usd"] == pytest.approx((u["input_tokens"] * pin + u["output_tokens"] * pout) / 1e6)
+    assert stats().total == (q + 1) * gens + q * gens * teachers
+
+    # per generator x teacher: rows and verdicts
+    pairs = {(p["generator"], p["teacher"]): p for p in m["stages"]["verdict"]["by_pair"]}
+    assert set(pairs) == set(itertools.product(sorted(labels), TEACHERS))
+    for (gen, t), p in pairs.items():
+        per_q = 2 if gen.endswith("gen-a") else 1
+        want = Counter(verdict_for(TEACHERS[t], i) for i in range(q) for _ in range(per_q))
+        assert (p["rows"], p["right"], p["wrong"]) == (q * per_q, want["right"], want["wrong"])
+        assert p["critique_usd"] > 0
+
+    # teacher x teacher agreement over the same responses
+    panel = m["stages"]["panel"]
+    for p in panel["pairwise"]:
+        a, b = TEACHERS[p["a"]], TEACHERS[p["b"]]
+        agree = sum(verdict_for(a, i) == verdict_for(b, i) for i in range(q)) * gens
+        assert (p["both_decided"], p["agree"]) == (q * gens, agree)
+    assert panel["keep"] == "all" and panel["vs_verifier"] is None
+
+    # the card names every model, the pair table, the agreement table and each teacher's prompt
+    card = (res.output_dir / "README.md").read_text(encoding="utf-8")
+    for text in ("### Generators and teachers", "### Per generator x teacher", "### Teacher agreement",
+                 "Teacher prompt of `three` (`cft-script`)", "Teacher prompt of `even` (`cft-paper`)",
+                 "| openai:gen-a | even | 12 |", "2 generators"):
+        assert text in card, text
+    assert "sk-family-test-key" not in card
+    assert set(m["prompts"]) == {"teacher:even", "teacher:three", "teacher:yes", "respond:openai:gen-a",
+                                 "respond:openai:gen-b"}
+
+    # a rerun makes no call: every model's answers are in the cache
+    before = stats().total
+    again = build(load_recipe(path), recipe_file=str(path))
+    assert stats().total == before
+    assert all(u["calls_made"] == 0 for u in again.manifest["usage"].values())
+    assert pq.read_table(again.files).to_pylist() == pq.read_table(res.files).to_pylist()
+
+
+def test_dry_run_estimates_per_model(tmp_path, server):
+    url, stats = server
+    path = family_recipe(tmp_path, url)
+    res = run_cli("build", str(path), "--dry-run", env={KEY_ENV: "sk-family-test-key"})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "respond:openai:gen-a openai:gen-a: 14 calls" in out
+    assert "respond:openai:gen-b openai:gen-b: 7 calls" in out
+    for t, model in TEACHERS.items():
+        assert re.search(rf"critique:{t}\s+openai:{model}: {N_QUESTIONS * 3 + 3} calls", out), out
+    assert stats().total == 0
+
+
+def test_panel_keep_majority_and_verifier(tmp_path, server):
+    url, _ = server
+    q = N_QUESTIONS
+    # existing responses: verify says correct for odd i (boxed 2i), incorrect for even i (boxed 2i + 1)
+    path = family_recipe(tmp_path, url, generators=False, verify={"answer_rule": "boxed", "workers": 1},
+                         panel={"keep": "majority"})
+    res = build(load_recipe(path))
+    majority = {i: Counter(verdict_for(m, i) for m in TEACHERS.values()).most_common(1)[0][0] for i in range(q)}
+    want = sum(verdict_for(m, i) == majority[i] for i in range(q) for m in TEACHERS.values())
+    assert res.rows == want
+    # the truncated question's 3 critiques, and the critiques against the majority
+    assert res.manifest["rejects_by_reason"] == {"critique:truncated": 3, "panel:not_majority": q * 3 - want}
+    assert res.rows + res.rejected == (q + 1) * 3
+    data = pq.read_table(res.files).to_pylist()
+    assert all(r["verdict"] == majority[question_of(r)] for r in data)
+    verifier = {p["teacher"]: p for p in res.manifest["stages"]["panel"]["vs_verifier"]}
+    for t, model in TEACHERS.items():
+        expect = sum((verdict_for(model, i) == "right") == (i % 2 == 1) for i in range(q))
+        assert (verifier[t]["decided"], verifier[t]["agree"]) == (q, expect)
+
+    path = family_recipe(tmp_path, url, generators=False, verify={"answer_rule": "boxed", "workers": 1},
+                         panel={"keep": "verifier"}, output={"dir": str(tmp_path / "out-verifier")})
+    res = build(load_recipe(path))
+    data = pq.read_table(res.files).to_pylist()
+    assert data and all((r["verdict"] == "right") == (r["verify_status"] == "correct") for r in data)
+    assert len(data) == sum(verifier[t]["agree"] for t in TEACHERS)
+    assert res.manifest["rejects_by_reason"]["panel:disagrees_with_verifier"] >= 1
+
+
+def test_list_recipes_validate_and_set_addresses_items(tmp_path):
+    path = family_recipe(tmp_path, "http://127.0.0.1:9/v1")
+    r = load_recipe(path, ["teacher.1.model=judge-even", "teacher.1.label=even2", "respond.0.n=3"])
+    assert [t.model for t in r.teachers] == ["judge-even", "judge-even", "judge-right"] and r.generators[0].n == 3
+    with pytest.raises(RecipeError, match=r"teacher\[0\] and teacher\[1\] are both 'even'"):
+        load_recipe(path, ["teacher.1.label=even"])
+    with pytest.raises(RecipeError, match=r"teacher is a list of 3; address an item"):
+        load_recipe(path, ["teacher.model=x"])
+    with pytest.raises(RecipeError, match=r"unknown key 'teacher\[2\]\.modle'"):
+        load_recipe(path, ["teacher.2.modle=x"])
+    with pytest.raises(RecipeError, match="panel.keep 'verifier' needs a verify section"):
+        load_recipe(path, ["panel.keep=verifier"])
+    res = run_cli("build", str(path), "--set", "teacher.1.label=even")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "distinct 'label'" in res.stderr
+
+
+def test_single_mapping_keeps_its_ids_and_roles(tmp_path, server):
+    url, _ = server
+    path = family_recipe(tmp_path, url)
+    data = yaml.safe_load(path.read_text())
+    data["respond"] = data["respond"][1]
+    data["teacher"] = data["teacher"][0]
+    path.write_text(yaml.safe_dump(data))
+    res = build(load_recipe(path))
+    assert set(res.manifest["usage"]) == {"respond", "critique"} and "panel" not in res.manifest["stages"]
+    rows = pq.read_table(res.files).to_pylist()
+    assert all(r["id"] == f"{r['question_id']}.0" and r["teacher"] == "even" for r in rows)
+    assert "response_id" not in rows[0]
+
+
+@pytest.mark.slow
+def test_fan_out_with_the_embedded_model(tmp_path):
+    """Offline: two generators and two teachers, all the bundled SmolLM2 with different params and prompts."""
+    pytest.importorskip("llama_cpp")
+    short = {"max_tokens": 48, "stop": ["\n\n"], "temperature": 0.7}
+    recipe = {
+        "version": 1, "name": "family-local",
+        "source": {"path": str(ROOT / "recipes" / "data" / "quickstart.jsonl"), "question": "problem",
+                   "answer": "answer", "limit": 2},
+        "respond": [{"mode": "generate", "backend": "local", "model": "smollm2-135m", "label": "cold",
+                     "params": {**short, "temperature": 0.2}},
+                    {"mode": "generate", "backend": "local", "model": "smollm2-135m", "label": "warm", "n": 2,
+                     "params": {**short, "temperature": 1.0, "seed": 3}}],
+        "teacher": [{"backend": "local", "model": "smollm2-135m", "label": "paper", "prompt": "cft-paper",
+                     "params": short},
+                    {"backend": "local", "model": "smollm2-135m", "label": "script", "prompt": "cft-script",
+                     "params": short}],
+        "output": {"dir": str(tmp_path / "out")}, "cache": {"dir": str(tmp_path / "cache")},
+    }
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    res = build(load_recipe(path))
+    m = res.manifest
+    responses = m["counts"]["respond"]["out"]
+    assert m["counts"]["respond"]["in"] == 2 * 3 == responses + m["counts"]["respond"]["rejected"]
+    assert m["counts"]["critique"]["in"] == responses * 2
+    assert res.rows + res.rejected == 2 * 3 * 2 - (6 - responses)  # rejected responses are not critiqued
+    assert set(m["usage"]) == {"respond:cold", "respond:warm", "critique:paper", "critique:script"}
+    data = pq.read_table(res.files).to_pylist()
+    assert {(r["response_source"], r["teacher"]) for r in data} <= set(itertools.product(("cold", "warm"),
+                                                                                          ("paper", "script")))
+    again = build(load_recipe(path))
+    assert all(u["calls_made"] == 0 for u in again.manifest["usage"].values())
