@@ -40,6 +40,12 @@ verdict (``label_source`` says which; ``unknown`` when neither decided: ``verify
 leave those out). The prompt layouts write one row per question: later rows of the same question (several
 responses or teachers) are rejects ``format:same_prompt``.
 
+Critique-and-refine layout (needs a ``refine`` section):
+
+* ``critique-refine``: TRL's conversational prompt/completion pair of critique-guided distillation: the user turn
+  holds the refine instruction, the question, the response and its critique; the completion is the refined
+  response (columns ``refined`` and ``refiner`` follow with provenance).
+
 Provenance columns (id, source, models, verdict...) follow unless ``output.provenance`` is false.
 """
 
@@ -51,6 +57,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from cftdata.prompts import CFT_INSTRUCTION, SFT_INSTRUCTION
+from cftdata.prompts.refine import REFINE_INSTRUCTION
 from cftdata.registry import Registry
 from cftdata.rows import Row
 
@@ -189,6 +196,12 @@ def _verl_critique(row: Row, system: str | None) -> dict:
             "extra_info": {**_extra_info(row), "response": row["response"], "label_source": source}}
 
 
+def _critique_refine(row: Row, system: str | None) -> dict:
+    user = (f"{REFINE_INSTRUCTION}\n\nQuestion:\n{row['question']}\n\nSolution:\n{row['response']}\n\n"
+            f"Critique:\n{row['critique']}")
+    return {"prompt": _user(user, system), "completion": [{"role": "assistant", "content": row.get("refined")}]}
+
+
 _REWARD = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
 _EXTRA = [("split", pa.string()), ("id", pa.string()), ("question_id", pa.string()), ("question", pa.string())]
 _VERL = {"data_source": pa.string(), "prompt": _MSG, "ability": pa.string(), "reward_model": _REWARD}
@@ -204,6 +217,8 @@ for _f in (
                  family="prompt-completion"),
     OutputFormat("sft-alpaca", _ALPACA, _sft_alpaca, sft_question="instruction"),
     OutputFormat("sft-paper", _ALPACA, _sft_paper, sft_question="input"),
+    OutputFormat("critique-refine", {"prompt": _MSG, "completion": _MSG}, _critique_refine,
+                 family="prompt-completion"),
     OutputFormat("grpo-prompts", {"prompt": _MSG, "solution": pa.string()}, _grpo_prompts, family="rl",
                  one_per="question_id"),
     OutputFormat("grpo-critique", {"prompt": _MSG, "label": pa.string(), "label_source": pa.string()},

@@ -109,13 +109,15 @@ def model_usage(recipe: Recipe, summaries: dict[str, Any]) -> tuple[dict[str, An
     from cftdata.recipe import model_label
 
     usage, cost = {}, {}
-    for stage, key, specs in (("respond", "generators", recipe.generators),
-                              ("critique", "teachers", recipe.teachers)):
+    roles = [("respond", "generators", recipe.generators), ("critique", "teachers", recipe.teachers)]
+    if recipe.refine is not None:
+        roles.append(("refine", "refiners", [recipe.refine]))
+    for stage, key, specs in roles:
         s = summaries.get(stage, {})
         by_label = {model_label(spec): spec for spec in specs}
-        roles = ([(f"{stage}:{label}", by_label[label], one) for label, one in s[key].items()] if key in s
-                 else [(stage, specs[0], s)])
-        for role, spec, one in roles:
+        per_model = ([(f"{stage}:{label}", by_label[label], one) for label, one in s[key].items()] if key in s
+                     else [(stage, specs[0], s)])
+        for role, spec, one in per_model:
             if "input_tokens" not in one:
                 continue
             usage[role] = {k: one[k] for k in USAGE_KEYS}
@@ -355,7 +357,7 @@ class Build:
                      keep: Any = None, rejects: RejectWriter | None = None) -> tuple[list[Path], int]:
         out = self.recipe.output
         # Columns of quality stages (verify_*, agreement...) travel with the provenance columns.
-        extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination"))}
+        extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination", "refine"))}
         if self.recipe.fan_out:  # several generators or teachers: which response a critique is about
             extra["response_id"] = pa.string()
         fmt = Formatter(out.format, provenance=out.provenance, system_prompt=out.system_prompt,
@@ -462,6 +464,11 @@ class Build:
                 t = resolve_prompt(spec.prompt, SOLVE_PROMPTS, r.resolve_path)
                 role = f"respond:{model_label(spec)}" if isinstance(r.respond, list) else "respond"
                 out[role] = {"name": spec.prompt, "system": t.system, "user": t.user}
+        if r.refine is not None:
+            from cftdata.prompts.refine import REFINE_PROMPTS
+
+            t = resolve_prompt(r.refine.prompt, REFINE_PROMPTS, r.resolve_path)
+            out["refine"] = {"name": r.refine.prompt, "system": t.system, "user": t.user}
         return out
 
     def _publish(self, files: list[Path], manifest: dict[str, Any]) -> None:

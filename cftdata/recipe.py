@@ -139,6 +139,12 @@ def model_label(spec: ModelSpec) -> str:
     return getattr(spec, "label", None) or f"{spec.backend}:{spec.model}"
 
 
+class RefineSpec(ModelSpec):
+    """The refiner: after the critique, a model writes a refined response (critique-guided distillation)."""
+
+    prompt: str = Field(default="refine", description="refine prompt name or a YAML template file")
+
+
 class VerdictSpec(Strict):
     rule: str = Field(default="cftdata", description="cftdata (unknown class) or authors (unparseable -> wrong)")
     drop_unknown: bool = Field(default=False, description="reject critiques with no parseable verdict")
@@ -300,6 +306,7 @@ class Recipe(Strict):
     verify: VerifySpec | None = None
     agreement: AgreementSpec | None = None
     panel: PanelSpec | None = None
+    refine: RefineSpec | None = None
     dedup: DedupSpec | None = None
     decontaminate: DecontaminateSpec | None = None
     select: SelectSpec | None = None
@@ -336,6 +343,12 @@ class Recipe(Strict):
                                  "give each a distinct 'label'")
             seen[name] = i
         return v
+
+    @model_validator(mode="after")
+    def _refine_needs(self) -> Recipe:
+        if self.refine is not None and not self.critiques:
+            raise ValueError("refine needs critiques: a teacher other than 'none'")
+        return self
 
     @model_validator(mode="after")
     def _panel_needs(self) -> Recipe:

@@ -6,6 +6,7 @@ from cftdata.stages import (  # noqa: F401  (registration side effects)
     decontaminate,
     dedup,
     panel,
+    refine,
     respond,
     verdict,
     verify,
