@@ -22,6 +22,7 @@ import jinja2
 import yaml
 
 from cftdata.prompts import CRITIQUE_PROMPTS, SOLVE_PROMPTS
+from cftdata.prompts.refine import REFINE_PROMPTS
 from cftdata.publish.redact import known_secrets, redact, redact_text
 from cftdata.sources.corpora import CORPORA
 
@@ -167,6 +168,14 @@ def _prompt_entry(spec: dict[str, Any], registry, manifest: dict[str, Any], role
     return {"who": spec["label"] if many else None, "label": label, "system": system, "user": user}
 
 
+def _refine_prompt(spec: dict[str, Any] | None, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The refine section of the card (a recipe with ``refine``), or None."""
+    if not spec:
+        return None
+    label, system, user = _template_text(spec["prompt"], REFINE_PROMPTS, manifest, "refine")
+    return {"who": f"{spec['backend']}:{spec['model']}", "label": label, "system": system, "user": user}
+
+
 def pair_rows(stages: dict[str, Any]) -> list[dict[str, Any]]:
     """The generator x teacher table (a build with several of either)."""
     out = []
@@ -309,6 +318,7 @@ def render_card(manifest: dict[str, Any], *, repo_id: str | None = None, config:
         rejects_by_reason=manifest.get("rejects_by_reason") or {},
         teacher_prompts=teacher_prompts,
         solve_prompts=solve_prompts,
+        refine_prompt=_refine_prompt(recipe.get("refine"), manifest),
         load_snippet=_load_snippet(repo_id, config),
         repo_id=repo_id,
         recipe_yaml=yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True),

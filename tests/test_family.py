@@ -250,3 +250,181 @@ def test_fan_out_with_the_embedded_model(tmp_path):
                                                                                           ("paper", "script")))
     again = build(load_recipe(path))
     assert all(u["calls_made"] == 0 for u in again.manifest["usage"].values())
+
+
+# -- critique, then refine ------------------------------------------------------------------------------------
+
+
+def test_refine_stage_writes_critique_refine_rows(tmp_path, server):
+    url, stats = server
+    path = family_recipe(tmp_path, url, generators=False, output={"dir": str(tmp_path / "out"),
+                                                                  "format": "critique-refine"},
+                         refine=server_model(url, "refiner-x"))
+    data = yaml.safe_load(path.read_text())
+    data["teacher"] = data["teacher"][0]
+    path.write_text(yaml.safe_dump(data))
+    res = build(load_recipe(path), recipe_file=str(path))
+    m = res.manifest
+    q = N_QUESTIONS
+    # the truncated question's critique is a reject before the refine stage, which gets the others
+    assert m["counts"]["refine"] == {**m["counts"]["refine"], "in": q, "out": q, "rejected": 0}
+    assert res.rows == q and m["rejects_by_reason"] == {"critique:truncated": 1}
+    assert set(m["usage"]) == {"critique", "refine"} and m["usage"]["refine"]["calls_made"] == q
+    rows = pq.read_table(res.files).to_pylist()
+    for r in rows:
+        user = r["prompt"][-1]["content"]
+        assert "Question:\nQuestion " in user and "\n\nCritique:\nCritique by judge-even" in user
+        assert r["completion"] == [{"role": "assistant", "content": r["refined"]}]
+        assert r["refined"].startswith("Critique by refiner-x of question") and r["refiner"] == "openai:refiner-x"
+    card = (res.output_dir / "README.md").read_text(encoding="utf-8")
+    assert "### Refine prompt of `openai:refiner-x` (`refine`)" in card and "Student's solution:" in card
+    before = stats().total
+    build(load_recipe(path))
+    assert stats().total == before  # critiques and refinements come from the cache
+
+
+def test_refine_needs_a_teacher(tmp_path):
+    path = family_recipe(tmp_path, "http://127.0.0.1:9/v1")
+    with pytest.raises(RecipeError, match="refine needs critiques"):
+        load_recipe(path, ["teacher={backend: none}", "refine={backend: local, model: smollm2-135m}"])
+
+
+# -- RL export ------------------------------------------------------------------------------------------------
+
+
+def rl_build(tmp_path: Path, url: str, fmt: str) -> tuple:
+    """Existing responses (verify: odd i correct, even i incorrect), two teachers, in RL format ``fmt``."""
+    path = family_recipe(tmp_path / fmt, url, generators=False, verify={"answer_rule": "boxed", "workers": 1},
+                         output={"dir": str(tmp_path / fmt / "out"), "format": fmt})
+    data = yaml.safe_load(path.read_text())
+    data["teacher"] = data["teacher"][:2]
+    path.write_text(yaml.safe_dump(data))
+    return build(load_recipe(path)), data
+
+
+@pytest.mark.parametrize("fmt", ["grpo-prompts", "verl-prompts"])
+def test_rl_prompt_formats_one_row_per_question(tmp_path, server, fmt):
+    import datasets
+
+    url, _ = server
+    res, _ = rl_build(tmp_path, url, fmt)
+    q = N_QUESTIONS
+    # 6 questions x 2 teachers kept: one prompt per question, the other teacher's row is a reject
+    assert res.rows == q
+    assert res.manifest["rejects_by_reason"] == {"critique:truncated": 2, "format:same_prompt": q}
+    assert res.manifest["counts"]["format"] == {**res.manifest["counts"]["format"], "in": 2 * q, "out": q,
+                                                "rejected": q}
+    ds = datasets.load_dataset("parquet", data_dir=str(res.output_dir / "data"), split="train")
+    for row in ds:
+        i = int(re.search(r"Question (\d+)", row["prompt"][0]["content"]).group(1))
+        assert row["prompt"] == [{"role": "user", "content": f"Question {i}: compute {i} + {i}."}]
+        if fmt == "grpo-prompts":
+            assert row["solution"] == str(2 * i)
+        else:
+            assert row["data_source"] and row["ability"] == "math"
+            assert row["reward_model"] == {"style": "rule", "ground_truth": str(2 * i)}
+            assert row["extra_info"]["split"] == "train" and row["extra_info"]["question"] == row["prompt"][0]["content"]
+
+
+@pytest.mark.parametrize("fmt", ["grpo-critique", "verl-critique"])
+def test_rl_critique_formats_label_from_the_verifier(tmp_path, server, fmt):
+    import datasets
+
+    url, _ = server
+    res, _ = rl_build(tmp_path, url, fmt)
+    assert res.rows == N_QUESTIONS * 2
+    ds = datasets.load_dataset("parquet", data_dir=str(res.output_dir / "data"), split="train")
+    for row in ds:
+        user = row["prompt"][0]["content"]
+        i = int(re.search(r"Question (\d+)", user).group(1))
+        assert user.startswith("Please critique whether the following solution to the question is correct.\n")
+        label = row["label"] if fmt == "grpo-critique" else row["reward_model"]["ground_truth"]
+        assert label == ("right" if i % 2 else "wrong")  # the verifier's, whatever the teacher said
+
+
+def test_grpo_prompts_train_a_step_with_trl(tmp_path, server):
+    """The grpo-prompts parquet goes into TRL's GRPOTrainer as is: the `solution` column reaches the reward
+    function, which scores the sampled completions; one optimizer step on the tiny local model."""
+    pytest.importorskip("trl")
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+    from trl.data_utils import is_conversational
+
+    from cftdata.train.tiny import build_tiny_model
+
+    url, _ = server
+    res, _ = rl_build(tmp_path, url, "grpo-prompts")
+    ds = datasets.load_dataset("parquet", data_dir=str(res.output_dir / "data"), split="train")
+    assert is_conversational(ds[0])
+    seen: list[str] = []
+
+    def reward(completions, solution, **kwargs):
+        seen.extend(solution)
+        return [float(s in c[0]["content"]) for c, s in zip(completions, solution, strict=True)]
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    args = GRPOConfig(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=2,
+                      num_generations=2, max_completion_length=8, learning_rate=1e-4, report_to=[],
+                      save_strategy="no", logging_steps=1, use_cpu=True, dataloader_num_workers=0)
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), reward_funcs=reward, args=args,
+                          train_dataset=ds, processing_class=AutoTokenizer.from_pretrained(model_dir))
+    out = trainer.train()
+    assert out.global_step == 1
+    assert seen and set(seen) <= {str(2 * i) for i in range(N_QUESTIONS)}
+
+
+# -- the verdict-ratio grid -----------------------------------------------------------------------------------
+
+
+def test_verdict_ratio_grid_one_command(tmp_path):
+    """recipes/verdict-ratio.yaml on a local pool of 12 right and 8 wrong published-style critiques: the grid
+    builds one dataset per ratio at the same size."""
+    src = tmp_path / "pool.jsonl"
+    rows = [{"instruction": "Please critique whether the following solution to the question is correct.",
+             "input": f"Question:\nWhat is {i} + {i}?\n\nSolution:\nIt is {2 * i}.",
+             "output": f"Critique {i}: checked.\n\nConclusion: {'right' if i < 12 else 'wrong'} [END]"}
+            for i in range(20)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "vr"
+    res = run_cli("build", "recipes/verdict-ratio.yaml", "--set", "source.hub=null", "--set", f"source.path={src}",
+                  "--set", "select.n=8", "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'c'}",
+                  "--grid", "select.params.right_share=0,0.25,0.5,1")
+    assert res.returncode == 0, res.stderr
+    for share, right in (("0", 0), ("0.25", 2), ("0.5", 4), ("1", 8)):
+        m = json.loads((Path(f"{out}-{share}") / "manifest.json").read_text())
+        data = pq.read_table(sorted((Path(f"{out}-{share}") / "data").glob("*.parquet"))).to_pylist()
+        assert len(data) == 8 and Counter(r["verdict"] for r in data)["right"] == right, share
+        assert m["counts"]["select"]["rejected"] == 12 and m["stages"]["select"]["params"]["right_share"] == float(share)
+    assert "right_share=0.25" in res.stdout
+
+
+# -- the family recipes' offline variants, with the embedded model ---------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["one-shot-cft-offline", "critique-refine-offline", "verdict-ratio-offline"])
+def test_family_offline_variants_build(tmp_path, recipe):
+    pytest.importorskip("llama_cpp")
+    path = f"recipes/family/{recipe}.yaml"
+    out = tmp_path / recipe
+    res = run_cli("build", path, "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'cache'}",
+                  *(["--limit", "2"] if recipe == "verdict-ratio-offline" else []))
+    assert res.returncode == 0, res.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    counts = m["counts"]
+    # every row accounted for: at each stage in = out + rejected, the rejects file holds them all, and the
+    # fan-out multiplies: respond x (sum of n), critique x teachers
+    assert all(c["in"] == c["out"] + c["rejected"] for c in counts.values()), counts
+    assert pq.read_table(out / "rejects.parquet").num_rows == m["rejected"] == sum(c["rejected"] for c in counts.values())
+    assert m["rows_out"] == counts["format"]["out"] > 0 or m["rows_out"] == 0 == counts["format"]["in"]
+    n, teachers = {"one-shot-cft-offline": (4, 2)}.get(recipe, (1, 1))
+    assert counts["respond"]["in"] == counts["source"]["out"] * n
+    before_critique = counts["verify"]["out"] if "verify" in counts else counts["respond"]["out"]
+    assert counts["critique"]["in"] == before_critique * teachers
+    if recipe == "one-shot-cft-offline":
+        assert set(m["usage"]) == {"respond:smollm2-t0.7", "respond:smollm2-t1.0", "critique:one-shot-prompt",
+                                   "critique:cft-paper-prompt"}
+        assert "### Teacher agreement" in (out / "README.md").read_text()
+    if recipe == "critique-refine-offline":
+        assert "refine" in m["usage"]
