@@ -1,8 +1,8 @@
 """A fault-server plugin: several scripted teachers whose verdicts the tests know (teacher agreement, RL labels).
 
 ``serve(plugins=["tests.servers.panel_critic:register"])``: every Chat Completions answer (faults, limits,
-counters and usage from the fault server) has its text replaced by ``"Critique by <model> of question <i>. ...
-Conclusion: <verdict>"``, where ``<i>`` is the number after ``Question`` in the prompt and the verdict is
+counters and usage from the fault server) has its text replaced by ``"Critique by <model> of question <i>.
+<the fault server's words>. Conclusion: <verdict>"``, where ``<i>`` is the number after ``Question`` in the prompt and the verdict is
 :func:`verdict_for` (model, i). Any other model answers ``right``. A generator served by the same route gets
 that text as its response, which is all the tests need.
 """
@@ -39,7 +39,8 @@ async def critic(server: FaultServer, req: Request) -> Response:
     prompt = "\n".join(str(m.get("content") or "") for m in payload["messages"])
     m = re.search(r"Question (\d+)", prompt)
     i = int(m.group(1)) if m else 0
-    text = f"Critique by {payload['model']} of question {i}. The steps were checked. " \
+    # the fault server's words (a digest of the request) keep answers to different requests different
+    text = f"Critique by {payload['model']} of question {i}. {choice['message']['content']}. " \
            f"Conclusion: {verdict_for(payload['model'], i)}"
     choice["message"]["content"] = text
     body["usage"]["completion_tokens"] = (len(text) + 3) // 4
