@@ -154,12 +154,9 @@ def test_family_dry_run_cost_per_model(path, monkeypatch):
     recipe = load_recipe(ROOT / path, offline_overrides(path))
     est = dry_run(recipe)
     assert est["counts"]["source"]["out"] == e["source_rows"]
-    if recipe.source.hub is None and recipe.source.path.endswith("quickstart.jsonl"):
-        rows = [json.loads(x)["problem"] for x in (ROOT / recipe.source.path).read_text().splitlines()]
-    elif recipe.source.path.endswith("one-shot-seed.jsonl"):
-        rows = [json.loads(x)["problem"] for x in (ROOT / recipe.source.path).read_text().splitlines()]
-    else:
-        rows = [json.loads(x)["problem"] for x in (FIXTURES / "numinamath_cot.jsonl").read_text().splitlines()]
+    # the recipe's own local file (quickstart, the seed problem), or the fixture standing for its Hub source
+    src = ROOT / recipe.source.path if recipe.source.path.startswith("recipes/") else FIXTURES / "numinamath_cot.jsonl"
+    rows = [json.loads(x)["problem"] for x in src.read_text().splitlines()]
     rows = rows[: e["source_rows"]]
     generate = [g for g in recipe.generators if g.mode == "generate"]
     assert len(generate) == e["generators"]

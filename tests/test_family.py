@@ -432,3 +432,41 @@ def test_family_offline_variants_build(tmp_path, recipe):
         assert "### Teacher agreement" in (out / "README.md").read_text()
     if recipe == "critique-refine-offline":
         assert "refine" in m["usage"]
+
+
+# -- per-teacher prompts: a reference-guided critique next to a plain one ----------------------------------------
+
+
+def test_reference_guided_prompt_shows_in_the_agreement_table(tmp_path, server):
+    """One model, two prompts: the plain CFT prompt and a template that shows the reference answer. The scripted
+    `judge-ref` believes every solution unless it sees the reference, so the agreement table shows the effect:
+    the reference-guided teacher agrees with the verifier on every response, the plain one on half."""
+    url, _ = server
+    q = N_QUESTIONS
+    template = tmp_path / "with-reference.yaml"
+    template.write_text(yaml.safe_dump({"system": "Judge the solution. Conclude with 'Conclusion: right/wrong [END]'.",
+                                        "user": "Question: {{ question }}\n\nSolution: {{ response }}\n\n"
+                                                "Reference answer: {{ reference_answer }}"}))
+    path = family_recipe(tmp_path, url, generators=False, verify={"answer_rule": "boxed", "workers": 1})
+    data = yaml.safe_load(path.read_text())
+    data["teacher"] = [server_model(url, "judge-ref", label="plain", prompt="cft-paper"),
+                       server_model(url, "judge-ref", label="reference", prompt=str(template))]
+    path.write_text(yaml.safe_dump(data))
+    res = build(load_recipe(path), recipe_file=str(path))
+    panel = res.manifest["stages"]["panel"]
+    verifier = {v["teacher"]: (v["decided"], v["agree"]) for v in panel["vs_verifier"]}
+    assert verifier == {"plain": (q, q // 2), "reference": (q, q)}
+    (pair,) = panel["pairwise"]
+    assert (pair["a"], pair["b"], pair["both_decided"], pair["agree"]) == ("plain", "reference", q, q // 2)
+    card = (res.output_dir / "README.md").read_text(encoding="utf-8")
+    assert "Teacher prompt of `reference` (`" in card and "Reference answer: {{ reference_answer }}" in card
+    assert "| plain | reference | 6 | 3 | 50.0% |" in card
+
+    # cftdata inspect shows the same tables
+    out = tmp_path / "report"
+    rep = run_cli("inspect", str(res.output_dir), "--out", str(out))
+    assert rep.returncode == 0, rep.stderr
+    html = (out / "index.html").read_text(encoding="utf-8")
+    for text in ("Per generator × teacher", "Teacher agreement", "<code>plain</code>", "<code>reference</code>",
+                 "agrees with the verifier"):
+        assert text in html, text

@@ -4,7 +4,8 @@
 counters and usage from the fault server) has its text replaced by ``"Critique by <model> of question <i>.
 <the fault server's words>. Conclusion: <verdict>"``, where ``<i>`` is the number after ``Question`` in the prompt and the verdict is
 :func:`verdict_for` (model, i). Any other model answers ``right``. A generator served by the same route gets
-that text as its response, which is all the tests need.
+that text as its response, which is all the tests need. Model ``judge-ref`` judges against a reference answer
+when the prompt shows one (:func:`reference_verdict`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ def verdict_for(model: str, i: int) -> str:
     return RULES.get(model, lambda i: "right")(i)
 
 
+def reference_verdict(prompt: str) -> str:
+    """Model ``judge-ref``: with "Reference answer: X" in the prompt, right iff the solution's last \\boxed{}
+    is X; without a reference it believes every solution (right)."""
+    ref = re.search(r"Reference answer: (\S+)", prompt)
+    if ref is None:
+        return "right"
+    boxed = re.findall(r"\\boxed\{([^}]*)\}", prompt)
+    return "right" if boxed and boxed[-1] == ref.group(1) else "wrong"
+
+
 async def critic(server: FaultServer, req: Request) -> Response:
     resp = await chat_completions(server, req)
     if resp.status != 200 or not resp.answered:
@@ -40,8 +51,9 @@ async def critic(server: FaultServer, req: Request) -> Response:
     m = re.search(r"Question (\d+)", prompt)
     i = int(m.group(1)) if m else 0
     # the fault server's words (a digest of the request) keep answers to different requests different
-    text = f"Critique by {payload['model']} of question {i}. {choice['message']['content']}. " \
-           f"Conclusion: {verdict_for(payload['model'], i)}"
+    model = payload["model"]
+    verdict = reference_verdict(prompt) if model == "judge-ref" else verdict_for(model, i)
+    text = f"Critique by {model} of question {i}. {choice['message']['content']}. Conclusion: {verdict}"
     choice["message"]["content"] = text
     body["usage"]["completion_tokens"] = (len(text) + 3) // 4
     body["usage"]["total_tokens"] = body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
