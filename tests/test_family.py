@@ -155,8 +155,7 @@ def test_dry_run_estimates_per_model(tmp_path, server):
     res = run_cli("build", str(path), "--dry-run", env={KEY_ENV: "sk-family-test-key"})
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    assert "respond:openai:gen-a openai:gen-a: 14 calls" in out
-    assert "respond:openai:gen-b openai:gen-b: 7 calls" in out
+    assert "respond:openai:gen-a: 14 calls" in out and "respond:openai:gen-b: 7 calls" in out
     for t, model in TEACHERS.items():
         assert re.search(rf"critique:{t}\s+openai:{model}: {N_QUESTIONS * 3 + 3} calls", out), out
     assert stats().total == 0

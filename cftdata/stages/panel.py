@@ -7,7 +7,8 @@ counts, for each pair of teachers, the responses both judged (right or wrong) an
 (with Cohen's kappa), and, when ``verify`` is on, each teacher against the verifier (right = correct, wrong =
 incorrect). ``panel.keep`` selects with it: ``majority`` keeps the critiques whose verdict is the strict
 majority of that response's verdicts (a tie keeps none), ``verifier`` keeps the critiques whose verdict
-matches the verifier's status. The other critiques are rejects with their reason.
+matches the verifier's status. The other critiques are rejects with their reason. In a dry run the critiques
+are stand-ins with no verdict: they all go on (the selection cannot be known before the build).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import itertools
 from collections import Counter, defaultdict
 from typing import Any
 
+from cftdata.backends.estimate import is_estimate
 from cftdata.recipe import model_label
 from cftdata.rows import Reject, Row, StageOutput
 from cftdata.stages.base import STAGES, BuildContext, Stage
@@ -73,7 +75,8 @@ class PanelStage(Stage):
             major = majority_verdict(verdicts)
             self.majority[major or "tie"] += 1
             for row, v in zip(group, verdicts, strict=True):
-                reason = self._reason(row, v, major)
+                # a dry run's stand-in critique has no verdict to select on: it goes on, as verify lets them
+                reason = None if is_estimate(row.get("critique")) else self._reason(row, v, major)
                 if reason is None:
                     out.append(row)
                     self.kept_by[row.get("teacher")] += 1
