@@ -469,3 +469,44 @@ def test_reference_guided_prompt_shows_in_the_agreement_table(tmp_path, server):
     for text in ("Per generator × teacher", "Teacher agreement", "<code>plain</code>", "<code>reference</code>",
                  "agrees with the verifier"):
         assert text in html, text
+
+
+# -- batch APIs per model -------------------------------------------------------------------------------------
+
+
+def test_two_batch_teachers_submit_every_shard_before_waiting(tmp_path, monkeypatch):
+    """An OpenAI-batch and an Anthropic-batch teacher in one build (the local server speaks both documented
+    wire formats): each teacher's caller submits a batch per shard, all before the first result is downloaded,
+    and each request once."""
+    from tests.servers.batch_server import BatchServer
+
+    secret = "sk-test-SECRET-abcdef0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    src = tmp_path / "source.jsonl"
+    src.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "response": f"{2 * i}"}) + "\n"
+                           for i in range(12)))
+    opts = {"state_dir": str(tmp_path / "state"), "poll_interval_s": 0.02}
+    with BatchServer(api_key=secret) as srv:
+        recipe = {"version": 1, "name": "two-batch-teachers",
+                  "source": {"path": str(src), "question": "question", "response": "response"},
+                  "teacher": [{"backend": "openai-batch", "model": "gpt-4o-mini", "base_url": srv.openai_url,
+                               "options": opts},
+                              {"backend": "anthropic-batch", "model": "claude-test", "base_url": srv.anthropic_url,
+                               "options": opts}],
+                  "output": {"dir": str(tmp_path / "out")}, "cache": {"dir": str(tmp_path / "cache")},
+                  "run": {"shard_size": 4}}
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        res = build(load_recipe(path))
+        kinds = [e for e, _ in srv.events]
+        assert res.rows == 24 and res.rejected == 0
+        assert kinds[:6] == ["create"] * 6 and kinds.count("create") == 6, srv.events
+        assert srv.counts["openai_batches_created"] == srv.counts["anthropic_batches_created"] == 3
+        assert srv.counts["items_submitted"] == 24 and srv.counts["duplicate_items"] == 0
+        usage = res.manifest["usage"]
+        assert set(usage) == {"critique:openai-batch:gpt-4o-mini", "critique:anthropic-batch:claude-test"}
+        assert all(u["calls_made"] == 12 for u in usage.values())
+        rows = pq.read_table(res.files).to_pylist()
+        assert Counter(r["teacher"] for r in rows) == {"openai-batch:gpt-4o-mini": 12,
+                                                       "anthropic-batch:claude-test": 12}
