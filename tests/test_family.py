@@ -510,3 +510,42 @@ def test_two_batch_teachers_submit_every_shard_before_waiting(tmp_path, monkeypa
         rows = pq.read_table(res.files).to_pylist()
         assert Counter(r["teacher"] for r in rows) == {"openai-batch:gpt-4o-mini": 12,
                                                        "anthropic-batch:claude-test": 12}
+
+
+# -- cftdata status of an interrupted fan-out build ----------------------------------------------------------
+
+
+def test_status_prices_pooled_tokens_per_model(tmp_path):
+    """An interrupted build with two generators and two teachers: the running cost prices each model's tokens
+    at its own price, and a response critiqued by both teachers counts its tokens once."""
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow as pa
+
+    from cftdata.report.status import build_status
+
+    path = family_recipe(tmp_path, "http://127.0.0.1:9/v1")
+    data = yaml.safe_load(path.read_text())
+    data["respond"][0]["options"] = {"price": {"input": 1.0, "output": 1.0}}
+    data["teacher"] = data["teacher"][:2]  # even $1/$2, three $3/$6 per M tokens
+    path.write_text(yaml.safe_dump(data))
+    recipe = load_recipe(path)
+    staging = recipe.output_dir / ".staging"
+    (staging / "pool").mkdir(parents=True)
+    rows = [{"id": f"q.{g}.0.{t}", "response_id": f"q.{g}.0", "response_source": f"openai:gen-{g}", "teacher": t,
+             "response_input_tokens": 100 if g == "a" else 200, "response_output_tokens": 10 if g == "a" else 20,
+             "critique_input_tokens": 1000, "critique_output_tokens": 500}
+            for g in ("a", "b") for t in ("even", "three")]
+    pq.write_table(pa.Table.from_pylist(rows), staging / "pool" / "pool-00000.parquet")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (staging / "progress.json").write_text(json.dumps({
+        "status": "running", "shards_done": 1, "updated": time.time(), "pid": dead.pid,
+        "counts": {"source": {"in": 1, "out": 1, "rejected": 0, "seconds": 1.0}}, "recipe": recipe.resolved_dict()}))
+    run = build_status(recipe.output_dir)["running"]
+    # gen-a: 100 in + 10 out once at $1/$1; gen-b has no price; even: 2000/1000 at $1/$2; three: at $3/$6
+    want = (110 * 1.0 + (2000 * 1 + 1000 * 2) + (2000 * 3 + 1000 * 6)) / 1e6
+    assert run["cost_usd"] == pytest.approx(want, abs=1e-9)
+    assert run["tokens"]["respond"] == {"input": 300, "output": 30}
