@@ -399,7 +399,11 @@ def test_verdict_ratio_grid_one_command(tmp_path):
         data = pq.read_table(sorted((Path(f"{out}-{share}") / "data").glob("*.parquet"))).to_pylist()
         assert len(data) == 8 and Counter(r["verdict"] for r in data)["right"] == right, share
         assert m["counts"]["select"]["rejected"] == 12 and m["stages"]["select"]["params"]["right_share"] == float(share)
-    assert "right_share=0.25" in res.stdout
+        assert m["stages"]["select"]["verdicts_kept"] == {k: v for k, v in (("right", right), ("wrong", 8 - right)) if v}
+    # the comparison table shows the verdicts of each selected set
+    table = {line.split()[0]: line.split() for line in res.stdout.splitlines() if line.startswith("select.params")}
+    assert [table[f"select.params.right_share={s}"][3:5] for s in ("0", "0.25", "0.5", "1")] == \
+        [["0", "8"], ["2", "6"], ["4", "4"], ["8", "0"]]
 
 
 # -- the family recipes' offline variants, with the embedded model ---------------------------------------------
