@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,15 @@ class StageOutput:
 
     rows: list[Row]
     rejects: list[Reject] = field(default_factory=list)
+
+    @classmethod
+    def concat(cls, parts: Iterable[StageOutput]) -> StageOutput:
+        """One output of several (a stage that runs one model after another over the same shard)."""
+        out = cls([])
+        for part in parts:
+            out.rows += part.rows
+            out.rejects += part.rejects
+        return out
 
 
 def id_part(label: str) -> str:

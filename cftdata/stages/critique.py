@@ -100,12 +100,7 @@ class CritiqueStage(Stage):
                 t.caller.submit(self.requests(t, rows))
 
     def process(self, rows: list[Row]) -> StageOutput:
-        out = StageOutput([])
-        for t in self.teachers:
-            part = self._critique(t, rows) if t.caller else self._reuse(t, rows)
-            out.rows += part.rows
-            out.rejects += part.rejects
-        return out
+        return StageOutput.concat(self._critique(t, rows) if t.caller else self._reuse(t, rows) for t in self.teachers)
 
     def _critique(self, t: Teacher, rows: list[Row]) -> StageOutput:
         results = t.caller.call(self.requests(t, rows))

@@ -80,12 +80,8 @@ class RespondStage(Stage):
         return any(c.backend.submits_ahead for c in self.callers)
 
     def process(self, rows: list[Row]) -> StageOutput:
-        out = StageOutput([])
-        for gen in self.generators:
-            part = self._generate(gen, rows) if gen.caller else self._existing(gen, rows)
-            out.rows += part.rows
-            out.rejects += part.rejects
-        return out
+        return StageOutput.concat(self._generate(g, rows) if g.caller else self._existing(g, rows)
+                                  for g in self.generators)
 
     def _existing(self, gen: Generator, rows: list[Row]) -> StageOutput:
         out, rejects = [], []

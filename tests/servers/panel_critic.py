@@ -10,11 +10,10 @@ when the prompt shows one (:func:`reference_verdict`).
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
 
-from tests.servers.fault_server import FaultServer, Request, Response, chat_completions
+from tests.servers.fault_server import FaultServer, Request, Response
+from tests.servers.scripted_critic import answer_with
 
 #: model -> verdict of question i.
 RULES = {
@@ -38,26 +37,17 @@ def reference_verdict(prompt: str) -> str:
     return "right" if boxed and boxed[-1] == ref.group(1) else "wrong"
 
 
-async def critic(server: FaultServer, req: Request) -> Response:
-    resp = await chat_completions(server, req)
-    if resp.status != 200 or not resp.answered:
-        return resp
-    body: dict[str, Any] = json.loads(resp.body)
-    choice = body["choices"][0]
-    if choice["finish_reason"] != "stop" or not choice["message"]["content"]:
-        return resp
-    payload = req.json()
-    prompt = "\n".join(str(m.get("content") or "") for m in payload["messages"])
+def _panel(payload: dict, prompt: str, original: str) -> str:
     m = re.search(r"Question (\d+)", prompt)
     i = int(m.group(1)) if m else 0
-    # the fault server's words (a digest of the request) keep answers to different requests different
     model = payload["model"]
     verdict = reference_verdict(prompt) if model == "judge-ref" else verdict_for(model, i)
-    text = f"Critique by {model} of question {i}. {choice['message']['content']}. Conclusion: {verdict}"
-    choice["message"]["content"] = text
-    body["usage"]["completion_tokens"] = (len(text) + 3) // 4
-    body["usage"]["total_tokens"] = body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
-    return Response(200, json.dumps(body).encode(), headers=resp.headers, fault=resp.fault, answered=True)
+    # the fault server's words (a digest of the request) keep answers to different requests different
+    return f"Critique by {model} of question {i}. {original}. Conclusion: {verdict}"
+
+
+async def critic(server: FaultServer, req: Request) -> Response:
+    return await answer_with(server, req, _panel)
 
 
 def register(server: FaultServer) -> None:
