@@ -553,3 +553,53 @@ def test_status_prices_pooled_tokens_per_model(tmp_path):
     want = (110 * 1.0 + (2000 * 1 + 1000 * 2) + (2000 * 3 + 1000 * 6)) / 1e6
     assert run["cost_usd"] == pytest.approx(want, abs=1e-9)
     assert run["tokens"]["respond"] == {"input": 300, "output": 30}
+
+
+# -- kill -9 in the middle of a fan-out build, then rerun ----------------------------------------------------
+
+
+def _cached(cache: Path) -> int:
+    import sqlite3
+
+    db = cache / "requests.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_fan_out_build_killed_then_rerun_makes_only_the_missing_calls(tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv(KEY_ENV, "sk-family-test-key")
+    with serve(plugins=["tests.servers.panel_critic:register"], latency_s=0.2) as (url, stats):
+        path = family_recipe(tmp_path, url)
+        data = yaml.safe_load(path.read_text())
+        for spec in [*data["respond"], *data["teacher"]]:
+            spec["concurrency"] = 2  # slow enough to be killed half way
+        path.write_text(yaml.safe_dump(data))
+        cache, out = tmp_path / "cache", tmp_path / "out"
+        total = (N_QUESTIONS + 1) * 3 + N_QUESTIONS * 3 * len(TEACHERS)  # distinct requests of the build
+        proc = subprocess.Popen([sys.executable, "-m", "cftdata.cli", "build", str(path)], cwd=ROOT,
+                                env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while _cached(cache) < 25 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the build finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        done = _cached(cache)
+        assert 25 <= done < total and not (out / "manifest.json").exists()
+        res = build(load_recipe(path))
+    # the rerun made exactly the calls that had not been answered, and every row is there once
+    assert sum(u["calls_made"] for u in res.manifest["usage"].values()) == total - done
+    assert res.rows == N_QUESTIONS * 3 * len(TEACHERS) and res.rejected == 3
+    ids = pq.read_table(res.files).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == res.rows
