@@ -36,9 +36,9 @@ RL layouts (prompts for on-policy training with a verifiable reward):
 * ``verl-critique``: the same in verl's fields (``ability`` ``critique``, ``reward_model.ground_truth`` = label).
 
 The label is the verifier's (``verify``: correct -> right, incorrect -> wrong) when it decided, else the teacher's
-verdict (``label_source`` says which; ``unknown`` when neither decided: ``verify.drop`` / ``verdict.keep``
-leave those out). The prompt layouts write one row per question: later rows of the same question (several
-responses or teachers) are rejects ``format:same_prompt``.
+verdict (``label_source`` says which); a row neither decided is a ``format:no_label`` reject, a prompt row
+without a reference answer a ``format:no_reference_answer`` one. The prompt layouts write one row per question:
+later rows of the same question (several responses or teachers) are rejects ``format:same_prompt``.
 
 Critique-and-refine layout (needs a ``refine`` section):
 
@@ -104,6 +104,8 @@ class OutputFormat:
     sft_question: str | None = None
     #: A row column whose repeats are not written (one row per question): they become ``format:same_prompt``.
     one_per: str | None = None
+    #: Why a row cannot be written in this layout, as (reason, detail) of a ``format:<reason>`` reject, or None.
+    refuse: Callable[[Row], tuple[str, str] | None] | None = None
 
 
 def _alpaca(row: Row, system: str | None) -> dict:
@@ -202,6 +204,18 @@ def _critique_refine(row: Row, system: str | None) -> dict:
     return {"prompt": _user(user, system), "completion": [{"role": "assistant", "content": row.get("refined")}]}
 
 
+def _needs_reference(row: Row) -> tuple[str, str] | None:
+    if (row.get("reference_answer") or "").strip():
+        return None
+    return "no_reference_answer", "an RL prompt needs the question's reference answer (source.answer)"
+
+
+def _needs_label(row: Row) -> tuple[str, str] | None:
+    if rl_label(row)[0] != "unknown":
+        return None
+    return "no_label", "neither the verifier nor the teacher decided right or wrong"
+
+
 _REWARD = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
 _EXTRA = [("split", pa.string()), ("id", pa.string()), ("question_id", pa.string()), ("question", pa.string())]
 _VERL = {"data_source": pa.string(), "prompt": _MSG, "ability": pa.string(), "reward_model": _REWARD}
@@ -220,14 +234,14 @@ for _f in (
     OutputFormat("critique-refine", {"prompt": _MSG, "completion": _MSG}, _critique_refine,
                  family="prompt-completion"),
     OutputFormat("grpo-prompts", {"prompt": _MSG, "solution": pa.string()}, _grpo_prompts, family="rl",
-                 one_per="question_id"),
+                 one_per="question_id", refuse=_needs_reference),
     OutputFormat("grpo-critique", {"prompt": _MSG, "label": pa.string(), "label_source": pa.string()},
-                 _grpo_critique, family="rl"),
+                 _grpo_critique, family="rl", refuse=_needs_label),
     OutputFormat("verl-prompts", {**_VERL, "extra_info": pa.struct(_EXTRA)}, _verl_prompts, family="rl",
-                 one_per="question_id"),
+                 one_per="question_id", refuse=_needs_reference),
     OutputFormat("verl-critique", {**_VERL, "extra_info": pa.struct([*_EXTRA, ("response", pa.string()),
                                                                     ("label_source", pa.string())])},
-                 _verl_critique, family="rl"),
+                 _verl_critique, family="rl", refuse=_needs_label),
 ):
     FORMATS.add(_f.name, _f)
 

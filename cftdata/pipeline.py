@@ -374,28 +374,32 @@ class Build:
                 offset += len(rows)
                 rows = [r for r, k in zip(rows, mask, strict=True) if k]
             c.rows_in += len(rows)
-            rows = self._one_per(fmt, rows, rejects, seen)
+            rows = self._writable(fmt, rows, rejects, seen)
             writer.write_rows([fmt.render(r) for r in rows])
             c.rows_out += len(rows)
             c.seconds += time.monotonic() - t0
         return writer.close(), writer.rows
 
-    def _one_per(self, fmt: Formatter, rows: list[dict], rejects: RejectWriter | None, seen: set[str]) -> list[dict]:
-        """A format that writes one row per question (RL prompts): later rows of a question are rejects."""
-        key = fmt.fmt.one_per
-        if key is None:
+    def _writable(self, fmt: Formatter, rows: list[dict], rejects: RejectWriter | None, seen: set[str]) -> list[dict]:
+        """The rows the format can write; the others are ``format:<reason>`` rejects: rows it refuses (an RL
+        prompt without a reference answer...) and, for a format written once per question, its later rows."""
+        spec = fmt.fmt
+        if spec.one_per is None and spec.refuse is None:
             return rows
         from cftdata.rows import Reject
 
         out, dropped = [], []
         for r in rows:
-            k = r.get(key) or r["id"]
-            if k in seen:
-                dropped.append(Reject(r["id"], "format", "same_prompt",
-                                      f"output.format {fmt.fmt.name} writes one row per {key}", r))
-            else:
-                seen.add(k)
-                out.append(r)
+            problem = spec.refuse(r) if spec.refuse else None
+            key = (r.get(spec.one_per) or r["id"]) if spec.one_per else None
+            if problem is None and key is not None and key in seen:
+                problem = "same_prompt", f"output.format {spec.name} writes one row per {spec.one_per}"
+            if problem is not None:
+                dropped.append(Reject(r["id"], "format", problem[0], problem[1], r))
+                continue
+            if key is not None:
+                seen.add(key)
+            out.append(r)
         self._count("format").rejected += len(dropped)
         self._reject(dropped, rejects)
         return out

@@ -603,3 +603,25 @@ def test_fan_out_build_killed_then_rerun_makes_only_the_missing_calls(tmp_path, 
     assert res.rows == N_QUESTIONS * 3 * len(TEACHERS) and res.rejected == 3
     ids = pq.read_table(res.files).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == res.rows
+
+
+def test_rl_formats_reject_rows_they_cannot_use(tmp_path, server):
+    """A prompt without a reference answer, a (question, solution) pair nobody labelled: format rejects."""
+    url, _ = server
+    q = N_QUESTIONS
+    path = family_recipe(tmp_path, url, generators=False, output={"dir": str(tmp_path / "p"), "format": "grpo-prompts"})
+    data = yaml.safe_load(path.read_text())
+    rows = [json.loads(x) for x in Path(data["source"]["path"]).read_text().splitlines()]
+    rows[0]["answer"] = ""
+    Path(data["source"]["path"]).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data["teacher"] = [server_model(url, "judge-even", label="even"), server_model(url, "judge-unsure", label="unsure")]
+    path.write_text(yaml.safe_dump(data))
+    res = build(load_recipe(path))
+    assert res.rows == q - 1  # one prompt per question that has a reference answer
+    assert res.manifest["rejects_by_reason"] == {"critique:truncated": 2, "format:no_reference_answer": 2,
+                                                 "format:same_prompt": q - 1}
+
+    res = build(load_recipe(path, [f"output.dir={tmp_path / 'c'}", "output.format=grpo-critique"]))
+    labels = Counter(r["label_source"] for r in pq.read_table(res.files).to_pylist())
+    assert labels == {"teacher": q}  # judge-even's verdicts; judge-unsure's rows have no label
+    assert res.manifest["rejects_by_reason"] == {"critique:truncated": 2, "format:no_label": q}

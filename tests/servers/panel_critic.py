@@ -20,6 +20,7 @@ RULES = {
     "judge-even": lambda i: "right" if i % 2 == 0 else "wrong",
     "judge-three": lambda i: "wrong" if i % 3 == 0 else "right",
     "judge-right": lambda i: "right",
+    "judge-unsure": lambda i: "unsure",  # no right/wrong: the verdict is unknown
 }
 
 
