@@ -347,12 +347,14 @@ def test_rl_critique_formats_label_from_the_verifier(tmp_path, server, fmt):
 
 def test_grpo_prompts_train_a_step_with_trl(tmp_path, server):
     """The grpo-prompts parquet goes into TRL's GRPOTrainer as is: the `solution` column reaches the reward
-    function, which scores the sampled completions; one optimizer step on the tiny local model."""
+    functions (TRL's accuracy_reward and one that records what it gets), which score the sampled completions;
+    one optimizer step on the tiny local model."""
     pytest.importorskip("trl")
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
     from trl.data_utils import is_conversational
+    from trl.rewards import accuracy_reward  # TRL's own math reward: reads the `solution` column
 
     from cftdata.train.tiny import build_tiny_model
 
@@ -370,8 +372,8 @@ def test_grpo_prompts_train_a_step_with_trl(tmp_path, server):
     args = GRPOConfig(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=2,
                       num_generations=2, max_completion_length=8, learning_rate=1e-4, report_to=[],
                       save_strategy="no", logging_steps=1, use_cpu=True, dataloader_num_workers=0)
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), reward_funcs=reward, args=args,
-                          train_dataset=ds, processing_class=AutoTokenizer.from_pretrained(model_dir))
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), reward_funcs=[accuracy_reward, reward],
+                          args=args, train_dataset=ds, processing_class=AutoTokenizer.from_pretrained(model_dir))
     out = trainer.train()
     assert out.global_step == 1
     assert seen and set(seen) <= {str(2 * i) for i in range(N_QUESTIONS)}
