@@ -526,9 +526,9 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
             lines.append(f"key '{key}' is required but missing.")
         else:
             got = e.get("input")
-            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"key '{key}': {msg}{got_s}.")
+            lines.append(f"key '{key}': {msg}{got_s}." if loc else f"{msg}{got_s}.")
     return f"Recipe {origin} is invalid: " + " ".join(lines)
 
 
