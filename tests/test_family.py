@@ -627,3 +627,30 @@ def test_rl_formats_reject_rows_they_cannot_use(tmp_path, server):
     labels = Counter(r["label_source"] for r in pq.read_table(res.files).to_pylist())
     assert labels == {"teacher": q}  # judge-even's verdicts; judge-unsure's rows have no label
     assert res.manifest["rejects_by_reason"] == {"critique:truncated": 2, "format:no_label": q}
+
+
+@pytest.mark.slow
+def test_two_backends_of_the_embedded_model_as_teachers(tmp_path, llama_server):
+    """Offline: the bundled model in process and behind the real llama.cpp OpenAI-compatible server, as two
+    teachers of one build: each its own backend, cache entries and usage line."""
+    short = {"max_tokens": 48, "stop": ["\n\n"], "temperature": 0.3}
+    recipe = {
+        "version": 1, "name": "two-backends",
+        "source": {"path": str(ROOT / "recipes" / "data" / "quickstart.jsonl"), "question": "problem",
+                   "answer": "answer", "limit": 2},
+        "respond": {"mode": "generate", "backend": "local", "model": "smollm2-135m", "params": short},
+        "teacher": [{"backend": "local", "model": "smollm2-135m", "params": short},
+                    {"backend": "openai", "model": "smollm2-135m", "base_url": llama_server, "params": short,
+                     "options": {"price": {"input": 1.0, "output": 1.0}}}],
+        "output": {"dir": str(tmp_path / "out")}, "cache": {"dir": str(tmp_path / "cache")},
+    }
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    res = build(load_recipe(path))
+    m = res.manifest
+    assert m["counts"]["critique"]["in"] == 2 * m["counts"]["respond"]["out"]
+    assert set(m["usage"]) == {"respond", "critique:local:smollm2-135m", "critique:openai:smollm2-135m"}
+    server = m["usage"]["critique:openai:smollm2-135m"]
+    assert server["calls_made"] == m["counts"]["respond"]["out"] and server["input_tokens"] > 0
+    assert m["cost"]["critique:openai:smollm2-135m"]["total_usd"] > 0
+    assert m["cost"]["critique:local:smollm2-135m"]["total_usd"] is None
