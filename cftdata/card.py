@@ -22,6 +22,7 @@ import jinja2
 import yaml
 
 from cftdata.prompts import CRITIQUE_PROMPTS, SOLVE_PROMPTS
+from cftdata.prompts.refine import REFINE_PROMPTS
 from cftdata.publish.redact import known_secrets, redact, redact_text
 from cftdata.sources.corpora import CORPORA
 
@@ -151,6 +152,53 @@ def _agreement(stages: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _models(specs: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The generators or teachers of a recipe role (one mapping or a list), each with its ``label`` and params."""
+    out = []
+    for spec in specs if isinstance(specs, list) else [specs]:
+        label = spec.get("label") or f"{spec.get('backend')}:{spec.get('model')}"
+        out.append({**spec, "label": label, "params": _params(spec), "mode": spec.get("mode", "generate")})
+    return out
+
+
+def _prompt_entry(spec: dict[str, Any], registry, manifest: dict[str, Any], role: str, many: bool) -> dict[str, Any]:
+    """A prompt section of the card: whose prompt (several models: the label), its name and its text."""
+    key = f"{role}:{spec['label']}" if many else role
+    label, system, user = _template_text(spec["prompt"], registry, manifest, key)
+    return {"who": spec["label"] if many else None, "label": label, "system": system, "user": user}
+
+
+def _refine_prompt(spec: dict[str, Any] | None, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The refine section of the card (a recipe with ``refine``), or None."""
+    if not spec:
+        return None
+    label, system, user = _template_text(spec["prompt"], REFINE_PROMPTS, manifest, "refine")
+    return {"who": f"{spec['backend']}:{spec['model']}", "label": label, "system": system, "user": user}
+
+
+def pair_rows(stages: dict[str, Any]) -> list[dict[str, Any]]:
+    """The generator x teacher table (a build with several of either)."""
+    out = []
+    for p in (stages.get("verdict") or {}).get("by_pair") or []:
+        usd = p.get("critique_usd")
+        out.append({**p, "share": _pct(p["right"], p["rows"]), "cost": "n/a" if usd is None else _usd(usd)})
+    return out
+
+
+def panel_view(stages: dict[str, Any]) -> dict[str, Any] | None:
+    """The teacher x teacher agreement (and each teacher against the verifier), with percentages."""
+    panel = stages.get("panel")
+    if not panel:
+        return None
+
+    def pct(x: Any) -> str:
+        return f"{100 * x:.1f}%" if isinstance(x, (int, float)) else "n/a"
+
+    return {"keep": panel.get("keep"),
+            "pairwise": [{**p, "agreement_pct": pct(p.get("agreement"))} for p in panel.get("pairwise") or []],
+            "vs_verifier": [{**v, "agreement_pct": pct(v.get("agreement"))} for v in panel.get("vs_verifier") or []]}
+
+
 def _flat(d: dict[str, Any] | None, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
     """Key/value rows of a stage summary (nested mappings shown inline)."""
     out = []
@@ -213,11 +261,11 @@ def render_card(manifest: dict[str, Any], *, repo_id: str | None = None, config:
     resp, teacher = recipe["respond"], recipe["teacher"]
     stages = manifest.get("stages") or {}
     title = repo_id.split("/", 1)[-1] if repo_id else recipe["name"]
-    t_label, t_sys, t_user = _template_text(teacher["prompt"], CRITIQUE_PROMPTS, manifest, "teacher")
-    solve = None
-    if resp["mode"] == "generate":
-        s_label, s_sys, s_user = _template_text(resp["prompt"], SOLVE_PROMPTS, manifest, "respond")
-        solve = {"label": s_label, "system": s_sys, "user": s_user}
+    generators_all, teachers_all = _models(resp), _models(teacher)
+    teacher_prompts = [_prompt_entry(t, CRITIQUE_PROMPTS, manifest, "teacher", isinstance(teacher, list))
+                       for t in teachers_all if t["backend"] not in ("existing", "none")]
+    solve_prompts = [_prompt_entry(g, SOLVE_PROMPTS, manifest, "respond", isinstance(resp, list))
+                     for g in generators_all if g["mode"] == "generate"]
     total_cost, usage_rows = _cost(manifest)
     verdict_rows = _verdicts(stages)
     corpus = source_corpus(manifest)
@@ -239,9 +287,15 @@ def render_card(manifest: dict[str, Any], *, repo_id: str | None = None, config:
         license=source_license(manifest),
         corpus_hub=corpus.hub if corpus is not None and corpus.hub and not src.get("hub") else None,
         respond=resp,
-        respond_params=_params(resp),
+        respond_params=_params(resp) if isinstance(resp, dict) else {},
         teacher=teacher,
-        teacher_params=_params(teacher),
+        teacher_params=_params(teacher) if isinstance(teacher, dict) else {},
+        generators=generators_all if isinstance(resp, list) else [],
+        teachers=teachers_all if isinstance(teacher, list) else [],
+        generators_all=generators_all,
+        teachers_all=teachers_all,
+        by_pair=pair_rows(stages),
+        panel=panel_view(stages),
         format=recipe["output"]["format"],
         rows_out=manifest["rows_out"],
         rejected=manifest["rejected"],
@@ -262,10 +316,9 @@ def render_card(manifest: dict[str, Any], *, repo_id: str | None = None, config:
         seconds=manifest["seconds"],
         counts=manifest.get("counts") or {},
         rejects_by_reason=manifest.get("rejects_by_reason") or {},
-        teacher_prompt_label=t_label,
-        teacher_system=t_sys,
-        teacher_user=t_user,
-        solve=solve,
+        teacher_prompts=teacher_prompts,
+        solve_prompts=solve_prompts,
+        refine_prompt=_refine_prompt(recipe.get("refine"), manifest),
         load_snippet=_load_snippet(repo_id, config),
         repo_id=repo_id,
         recipe_yaml=yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True),

@@ -68,7 +68,9 @@ def format_estimate(est: dict[str, Any]) -> list[str]:
     for role, r in est["roles"].items():
         cost = "n/a" if r["cost_usd"] is None else f"${r['cost_usd']:.2f}"
         cached = f" (+{r['cache_hits']:,} from the cache)" if r["cache_hits"] else ""
-        lines.append(f"  {role:<9} {r['backend']}:{r['model']}: {r['calls']:,} calls{cached}, "
+        model = f"{r['backend']}:{r['model']}"
+        name = role if role.endswith(model) else f"{role:<9} {model}"  # respond:<label> names the model already
+        lines.append(f"  {name}: {r['calls']:,} calls{cached}, "
                      f"{r['input_tokens']:,} input tokens [{r['counting']}], "
                      f"~{r['output_tokens']:,} output tokens (estimate), cost {cost}")
     note = "" if est["cost_complete"] else " (some models have no price: add options.price)"

@@ -24,6 +24,28 @@ SFT layouts (no critique):
   ``output`` = the response.
 * ``sft-alpaca``: ``instruction`` = question, ``input`` = "", ``output`` = the response.
 
+RL layouts (prompts for on-policy training with a verifiable reward):
+
+* ``grpo-prompts``: TRL's ``GRPOTrainer`` dataset: ``prompt`` = the question as a conversational user turn,
+  ``solution`` = the reference answer (extra columns reach TRL's reward functions as keyword arguments, e.g.
+  ``trl.rewards.accuracy_reward(completions, solution)``). One row per question.
+* ``verl-prompts``: verl's RL parquet fields: ``data_source``, ``prompt`` (chat list), ``ability`` (``math``),
+  ``reward_model`` = ``{style: rule, ground_truth: <reference answer>}``, ``extra_info``. One row per question.
+* ``grpo-critique``: (question, solution) -> a verifiable right/wrong label (critique RL): ``prompt`` = the CFT
+  instruction, question and response as a user turn, ``label`` = ``right``/``wrong``, ``label_source``.
+* ``verl-critique``: the same in verl's fields (``ability`` ``critique``, ``reward_model.ground_truth`` = label).
+
+The label is the verifier's (``verify``: correct -> right, incorrect -> wrong) when it decided, else the teacher's
+verdict (``label_source`` says which); a row neither decided is a ``format:no_label`` reject, a prompt row
+without a reference answer a ``format:no_reference_answer`` one. The prompt layouts write one row per question:
+later rows of the same question (several responses or teachers) are rejects ``format:same_prompt``.
+
+Critique-and-refine layout (needs a ``refine`` section):
+
+* ``critique-refine``: TRL's conversational prompt/completion pair of critique-guided distillation: the user turn
+  holds the refine instruction, the question, the response and its critique; the completion is the refined
+  response (columns ``refined`` and ``refiner`` follow with provenance).
+
 Provenance columns (id, source, models, verdict...) follow unless ``output.provenance`` is false.
 """
 
@@ -35,6 +57,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from cftdata.prompts import CFT_INSTRUCTION, SFT_INSTRUCTION
+from cftdata.prompts.refine import REFINE_INSTRUCTION
 from cftdata.registry import Registry
 from cftdata.rows import Row
 
@@ -79,6 +102,10 @@ class OutputFormat:
     render: Callable[[Row, str | None], dict]
     family: str = "alpaca"
     sft_question: str | None = None
+    #: A row column whose repeats are not written (one row per question): they become ``format:same_prompt``.
+    one_per: str | None = None
+    #: Why a row cannot be written in this layout, as (reason, detail) of a ``format:<reason>`` reject, or None.
+    refuse: Callable[[Row], tuple[str, str] | None] | None = None
 
 
 def _alpaca(row: Row, system: str | None) -> dict:
@@ -125,6 +152,74 @@ def _sft_paper(row: Row, system: str | None) -> dict:
     return {"instruction": SFT_INSTRUCTION, "input": row["question"], "output": row["response"]}
 
 
+def _user(text: str, system: str | None) -> list[dict]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+
+
+def rl_label(row: Row) -> tuple[str, str]:
+    """(label, where it came from) of a (question, response) pair: the verifier when it decided, else the teacher."""
+    status = row.get("verify_status")
+    if status in ("correct", "incorrect"):
+        return ("right" if status == "correct" else "wrong"), "verifier"
+    verdict = row.get("verdict")
+    if verdict in ("right", "wrong"):
+        return verdict, "teacher"
+    return "unknown", "none"
+
+
+def _critique_prompt(row: Row, system: str | None) -> list[dict]:
+    return _user(CFT_INSTRUCTION + "\n" + alpaca_input(row["question"], row["response"]), system)
+
+
+def _grpo_prompts(row: Row, system: str | None) -> dict:
+    return {"prompt": _user(row["question"], system), "solution": row.get("reference_answer")}
+
+
+def _grpo_critique(row: Row, system: str | None) -> dict:
+    label, source = rl_label(row)
+    return {"prompt": _critique_prompt(row, system), "label": label, "label_source": source}
+
+
+def _extra_info(row: Row) -> dict:
+    return {"split": "train", "id": row.get("id"), "question_id": row.get("question_id") or row.get("id"),
+            "question": row["question"]}
+
+
+def _verl_prompts(row: Row, system: str | None) -> dict:
+    return {"data_source": row.get("source"), "prompt": _user(row["question"], system), "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": row.get("reference_answer")},
+            "extra_info": _extra_info(row)}
+
+
+def _verl_critique(row: Row, system: str | None) -> dict:
+    label, source = rl_label(row)
+    return {"data_source": row.get("source"), "prompt": _critique_prompt(row, system), "ability": "critique",
+            "reward_model": {"style": "rule", "ground_truth": label},
+            "extra_info": {**_extra_info(row), "response": row["response"], "label_source": source}}
+
+
+def _critique_refine(row: Row, system: str | None) -> dict:
+    user = (f"{REFINE_INSTRUCTION}\n\nQuestion:\n{row['question']}\n\nSolution:\n{row['response']}\n\n"
+            f"Critique:\n{row['critique']}")
+    return {"prompt": _user(user, system), "completion": [{"role": "assistant", "content": row.get("refined")}]}
+
+
+def _needs_reference(row: Row) -> tuple[str, str] | None:
+    if (row.get("reference_answer") or "").strip():
+        return None
+    return "no_reference_answer", "an RL prompt needs the question's reference answer (source.answer)"
+
+
+def _needs_label(row: Row) -> tuple[str, str] | None:
+    if rl_label(row)[0] != "unknown":
+        return None
+    return "no_label", "neither the verifier nor the teacher decided right or wrong"
+
+
+_REWARD = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
+_EXTRA = [("split", pa.string()), ("id", pa.string()), ("question_id", pa.string()), ("question", pa.string())]
+_VERL = {"data_source": pa.string(), "prompt": _MSG, "ability": pa.string(), "reward_model": _REWARD}
+
 FORMATS: Registry[OutputFormat] = Registry("output format")
 for _f in (
     OutputFormat("alpaca", _ALPACA, _alpaca),
@@ -136,6 +231,17 @@ for _f in (
                  family="prompt-completion"),
     OutputFormat("sft-alpaca", _ALPACA, _sft_alpaca, sft_question="instruction"),
     OutputFormat("sft-paper", _ALPACA, _sft_paper, sft_question="input"),
+    OutputFormat("critique-refine", {"prompt": _MSG, "completion": _MSG}, _critique_refine,
+                 family="prompt-completion"),
+    OutputFormat("grpo-prompts", {"prompt": _MSG, "solution": pa.string()}, _grpo_prompts, family="rl",
+                 one_per="question_id", refuse=_needs_reference),
+    OutputFormat("grpo-critique", {"prompt": _MSG, "label": pa.string(), "label_source": pa.string()},
+                 _grpo_critique, family="rl", refuse=_needs_label),
+    OutputFormat("verl-prompts", {**_VERL, "extra_info": pa.struct(_EXTRA)}, _verl_prompts, family="rl",
+                 one_per="question_id", refuse=_needs_reference),
+    OutputFormat("verl-critique", {**_VERL, "extra_info": pa.struct([*_EXTRA, ("response", pa.string()),
+                                                                    ("label_source", pa.string())])},
+                 _verl_critique, family="rl", refuse=_needs_label),
 ):
     FORMATS.add(_f.name, _f)
 

@@ -52,7 +52,8 @@ def comparison_table(results) -> str:
     lines = []
     for label, res in results:
         m = res.manifest
-        v = m["stages"].get("verdict", {}).get("verdicts", {})
+        # the verdicts of the rows written: of the selected set when there is a select phase
+        v = m["stages"].get("select", {}).get("verdicts_kept") or m["stages"].get("verdict", {}).get("verdicts", {})
         calls = sum(u.get("calls_made", 0) for u in m["usage"].values())
         hits = sum(u.get("cache_hits", 0) for u in m["usage"].values())
         costs = [c["total_usd"] for c in m["cost"].values() if c.get("total_usd") is not None]

@@ -98,6 +98,37 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+USAGE_KEYS = ("requests", "cache_hits", "calls_made", "input_tokens", "output_tokens", "input_tokens_from_cache",
+              "output_tokens_from_cache")
+
+
+def model_usage(recipe: Recipe, summaries: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(usage, cost) per model role for the manifest: ``respond`` and ``critique`` for one generator and one
+    teacher; ``respond:<label>`` and ``critique:<label>`` per model when ``respond`` / ``teacher`` is a list."""
+    from cftdata.backends.pricing import cost_usd
+    from cftdata.recipe import model_label
+
+    usage, cost = {}, {}
+    roles = [("respond", "generators", recipe.generators), ("critique", "teachers", recipe.teachers)]
+    if recipe.refine is not None:
+        roles.append(("refine", "refiners", [recipe.refine]))
+    for stage, key, specs in roles:
+        s = summaries.get(stage, {})
+        by_label = {model_label(spec): spec for spec in specs}
+        per_model = ([(f"{stage}:{label}", by_label[label], one) for label, one in s[key].items()] if key in s
+                     else [(stage, specs[0], s)])
+        for role, spec, one in per_model:
+            if "input_tokens" not in one:
+                continue
+            usage[role] = {k: one[k] for k in USAGE_KEYS}
+            cost[role] = {
+                "this_run_usd": cost_usd(spec, one["input_tokens"], one["output_tokens"]),
+                "total_usd": cost_usd(spec, one["input_tokens"] + one["input_tokens_from_cache"],
+                                      one["output_tokens"] + one["output_tokens_from_cache"]),
+            }
+    return usage, cost
+
+
 class Build:
     """One run of a recipe. Use :func:`build` unless you need the pieces."""
 
@@ -146,7 +177,7 @@ class Build:
             self.peak_rss_mb["map"] = peak_rss_mb()
             keep, select_summary = self._select_phase(pool_files, rejects)
             self.peak_rss_mb["select"] = peak_rss_mb()
-            files, n_out = self._write_phase(pool_files, schema, keep)
+            files, n_out = self._write_phase(pool_files, schema, keep, rejects)
             self.peak_rss_mb["write"] = peak_rss_mb()
             rejects.close()
             summaries = {st.name: st.summary() for st in stages}
@@ -328,15 +359,18 @@ class Build:
         return {"critique_chars": {**q, "mean": round(pc.mean(lens).as_py(), 1)}}
 
     def _write_phase(self, pool_files: list[Path], schema: pa.Schema,
-                     keep: Any = None) -> tuple[list[Path], int]:
+                     keep: Any = None, rejects: RejectWriter | None = None) -> tuple[list[Path], int]:
         out = self.recipe.output
         # Columns of quality stages (verify_*, agreement...) travel with the provenance columns.
-        extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination"))}
+        extra = {f.name: f.type for f in schema if f.name.startswith(("verify_", "contamination", "refine"))}
+        if self.recipe.fan_out:  # several generators or teachers: which response a critique is about
+            extra["response_id"] = pa.string()
         fmt = Formatter(out.format, provenance=out.provenance, system_prompt=out.system_prompt,
                         extra_columns=extra)
         writer = RollingParquetWriter(self.staging / "data", "train", fmt.schema, out.rows_per_file)
         c = self._count("format")
         offset = 0
+        seen: set[str] = set()
         for path in pool_files:
             t0 = time.monotonic()
             rows = read_parquet(path).to_pylist()
@@ -344,11 +378,36 @@ class Build:
                 mask = keep[offset:offset + len(rows)]
                 offset += len(rows)
                 rows = [r for r, k in zip(rows, mask, strict=True) if k]
-            writer.write_rows([fmt.render(r) for r in rows])
             c.rows_in += len(rows)
+            rows = self._writable(fmt, rows, rejects, seen)
+            writer.write_rows([fmt.render(r) for r in rows])
             c.rows_out += len(rows)
             c.seconds += time.monotonic() - t0
         return writer.close(), writer.rows
+
+    def _writable(self, fmt: Formatter, rows: list[dict], rejects: RejectWriter | None, seen: set[str]) -> list[dict]:
+        """The rows the format can write; the others are ``format:<reason>`` rejects: rows it refuses (an RL
+        prompt without a reference answer...) and, for a format written once per question, its later rows."""
+        spec = fmt.fmt
+        if spec.one_per is None and spec.refuse is None:
+            return rows
+        from cftdata.rows import Reject
+
+        out, dropped = [], []
+        for r in rows:
+            problem = spec.refuse(r) if spec.refuse else None
+            key = (r.get(spec.one_per) or r["id"]) if spec.one_per else None
+            if problem is None and key is not None and key in seen:
+                problem = "same_prompt", f"output.format {spec.name} writes one row per {spec.one_per}"
+            if problem is not None:
+                dropped.append(Reject(r["id"], "format", problem[0], problem[1], r))
+                continue
+            if key is not None:
+                seen.add(key)
+            out.append(r)
+        self._count("format").rejected += len(dropped)
+        self._reject(dropped, rejects)
+        return out
 
     def _reject(self, rejects, writer: RejectWriter | None) -> None:
         """Count rejects by reason and write them (a dry run only counts)."""
@@ -372,22 +431,7 @@ class Build:
 
     def _manifest(self, summaries: dict, files: list[Path], n_out: int, n_rej: int, seconds: float,
                   cache_dir: Path) -> dict[str, Any]:
-        from cftdata.backends.pricing import cost_usd
-
-        usage, cost = {}, {}
-        for name, spec_name in (("respond", "respond"), ("critique", "teacher")):
-            s = summaries.get(name, {})
-            if "input_tokens" not in s:
-                continue
-            spec = getattr(self.recipe, spec_name)
-            usage[name] = {k: s[k] for k in ("requests", "cache_hits", "calls_made", "input_tokens",
-                                             "output_tokens", "input_tokens_from_cache",
-                                             "output_tokens_from_cache")}
-            cost[name] = {
-                "this_run_usd": cost_usd(spec, s["input_tokens"], s["output_tokens"]),
-                "total_usd": cost_usd(spec, s["input_tokens"] + s["input_tokens_from_cache"],
-                                      s["output_tokens"] + s["output_tokens_from_cache"]),
-            }
+        usage, cost = model_usage(self.recipe, summaries)
         return {
             "cftdata_version": __version__,
             "status": "complete",
@@ -415,15 +459,25 @@ class Build:
     def _prompts(self) -> dict[str, dict[str, str]]:
         """The exact prompt templates used (custom template files included), for the card."""
         from cftdata.prompts import CRITIQUE_PROMPTS, SOLVE_PROMPTS, resolve_prompt
+        from cftdata.recipe import model_label
 
         out = {}
         r = self.recipe
-        if r.teacher.backend not in ("existing", "none"):
-            t = resolve_prompt(r.teacher.prompt, CRITIQUE_PROMPTS, r.resolve_path)
-            out["teacher"] = {"name": r.teacher.prompt, "system": t.system, "user": t.user}
-        if r.respond.mode == "generate":
-            t = resolve_prompt(r.respond.prompt, SOLVE_PROMPTS, r.resolve_path)
-            out["respond"] = {"name": r.respond.prompt, "system": t.system, "user": t.user}
+        for spec in r.teachers:
+            if spec.backend not in ("existing", "none"):
+                t = resolve_prompt(spec.prompt, CRITIQUE_PROMPTS, r.resolve_path)
+                role = f"teacher:{model_label(spec)}" if isinstance(r.teacher, list) else "teacher"
+                out[role] = {"name": spec.prompt, "system": t.system, "user": t.user}
+        for spec in r.generators:
+            if spec.mode == "generate":
+                t = resolve_prompt(spec.prompt, SOLVE_PROMPTS, r.resolve_path)
+                role = f"respond:{model_label(spec)}" if isinstance(r.respond, list) else "respond"
+                out[role] = {"name": spec.prompt, "system": t.system, "user": t.user}
+        if r.refine is not None:
+            from cftdata.prompts.refine import REFINE_PROMPTS
+
+            t = resolve_prompt(r.refine.prompt, REFINE_PROMPTS, r.resolve_path)
+            out["refine"] = {"name": r.refine.prompt, "system": t.system, "user": t.user}
         return out
 
     def _publish(self, files: list[Path], manifest: dict[str, Any]) -> None:

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cftdata.benchmarks import DEFAULT_DECONTAMINATION
 from cftdata.errors import CftdataError, RecipeError
@@ -115,6 +124,8 @@ class RespondSpec(ModelSpec):
     """The noisy-response generator: the corpus's own answers, or samples from a model."""
 
     mode: Literal["existing", "generate"] = "existing"
+    label: str | None = Field(
+        default=None, description="this generator's name in rows, ids and reports (default: backend:model)")
     n: int = Field(default=1, gt=0, description="responses sampled per question (generate mode)")
     prompt: str = Field(default="plain", description="solve prompt name or a YAML template file")
     backend: str = "local"
@@ -126,6 +137,33 @@ class TeacherSpec(ModelSpec):
     (SFT baselines)."""
 
     prompt: str = Field(default="cft-paper", description="critique prompt name or a YAML template file")
+    label: str | None = Field(
+        default=None, description="this teacher's name in rows, ids and reports (default: backend:model)")
+
+
+#: Union tags of "one mapping or a list of them" fields (left out of the key paths in error messages).
+_ONE, _MANY = "mapping", "list"
+
+
+def _one_or_many(value: Any) -> str:
+    return _MANY if isinstance(value, list) else _ONE
+
+
+def one_or_many(model: type[BaseModel]) -> Any:
+    """The annotation of a key that takes one mapping of ``model`` or a YAML list of them."""
+    return Annotated[Union[Annotated[model, Tag(_ONE)], Annotated[list[model], Tag(_MANY)]],  # noqa: UP007
+                     Discriminator(_one_or_many)]
+
+
+def model_label(spec: ModelSpec) -> str:
+    """A generator's or teacher's name in rows and reports: its ``label``, else ``backend:model``."""
+    return getattr(spec, "label", None) or f"{spec.backend}:{spec.model}"
+
+
+class RefineSpec(ModelSpec):
+    """The refiner: after the critique, a model writes a refined response (critique-guided distillation)."""
+
+    prompt: str = Field(default="refine", description="refine prompt name or a YAML template file")
 
 
 class VerdictSpec(Strict):
@@ -170,6 +208,15 @@ class AgreementSpec(Strict):
     drop_contradictions: bool = Field(
         default=False, description="reject critiques whose verdict contradicts the verifier (the paper kept all)"
     )
+
+
+class PanelSpec(Strict):
+    """Several teachers on the same response (``teacher`` is a list): their agreement, and which critiques to keep."""
+
+    keep: Literal["all", "majority", "verifier"] = Field(
+        default="all", description="all: every critique; majority: critiques whose verdict is the teachers' "
+                                   "strict majority verdict on that response; verifier: critiques whose verdict "
+                                   "matches the verifier (right = correct, wrong = incorrect; needs verify)")
 
 
 class DedupSpec(Strict):
@@ -272,11 +319,15 @@ class Recipe(Strict):
     name: str
     description: str | None = None
     source: SourceSpec
-    respond: RespondSpec = Field(default_factory=RespondSpec)
-    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    respond: one_or_many(RespondSpec) = Field(  # type: ignore[valid-type]
+        default_factory=RespondSpec, description="one generator, or a list of them (fan-out in one build)")
+    teacher: one_or_many(TeacherSpec) = Field(  # type: ignore[valid-type]
+        default_factory=TeacherSpec, description="one teacher, or a list of them (each critiques every response)")
     verdict: VerdictSpec = Field(default_factory=VerdictSpec)
     verify: VerifySpec | None = None
     agreement: AgreementSpec | None = None
+    panel: PanelSpec | None = None
+    refine: RefineSpec | None = None
     dedup: DedupSpec | None = None
     decontaminate: DecontaminateSpec | None = None
     select: SelectSpec | None = None
@@ -294,6 +345,57 @@ class Recipe(Strict):
         if not v or "/" in v or v.startswith("."):
             raise ValueError("name must be a plain folder name (no '/', not starting with '.')")
         return v
+
+    @field_validator("respond", "teacher")
+    @classmethod
+    def _distinct_labels(cls, v: Any, info: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        if not v:
+            raise ValueError("an empty list: give one model mapping or a list of at least one")
+        seen: dict[str, int] = {}
+        for i, spec in enumerate(v):
+            if info.field_name == "teacher" and spec.backend == "none":
+                raise ValueError(f"{info.field_name}[{i}]: backend 'none' cannot be one of several teachers "
+                                 "(leave critiques out with a single 'teacher: {backend: none}')")
+            name = model_label(spec)
+            if name in seen:
+                raise ValueError(f"{info.field_name}[{seen[name]}] and {info.field_name}[{i}] are both {name!r}; "
+                                 "give each a distinct 'label'")
+            seen[name] = i
+        return v
+
+    @model_validator(mode="after")
+    def _refine_needs(self) -> Recipe:
+        if self.refine is not None and not self.critiques:
+            raise ValueError("refine needs critiques: a teacher other than 'none'")
+        return self
+
+    @model_validator(mode="after")
+    def _panel_needs(self) -> Recipe:
+        if self.panel is not None and self.panel.keep == "verifier" and self.verify is None:
+            raise ValueError("panel.keep 'verifier' needs a verify section (the verifier's status of each response)")
+        return self
+
+    @property
+    def generators(self) -> list[RespondSpec]:
+        """The generators: ``respond`` as a list (one mapping = a list of one)."""
+        return list(self.respond) if isinstance(self.respond, list) else [self.respond]
+
+    @property
+    def teachers(self) -> list[TeacherSpec]:
+        """The teachers: ``teacher`` as a list (one mapping = a list of one)."""
+        return list(self.teacher) if isinstance(self.teacher, list) else [self.teacher]
+
+    @property
+    def fan_out(self) -> bool:
+        """Whether ``respond`` or ``teacher`` is a list (rows then carry ids per generator and teacher)."""
+        return isinstance(self.respond, list) or isinstance(self.teacher, list)
+
+    @property
+    def critiques(self) -> bool:
+        """Whether the build has critiques (some teacher other than ``none``)."""
+        return any(t.backend != "none" for t in self.teachers)
 
     @property
     def output_dir(self) -> Path:
@@ -398,29 +500,54 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    node = data
-    for i, k in enumerate(keys[:-1]):
-        nxt = node.get(k)
+    """Set ``value`` at ``keys`` (a number addresses an item of a list: ``teacher.1.model``)."""
+    node: Any = data
+    for i, k in enumerate(keys):
+        where = ".".join(keys[: i + 1])
+        if isinstance(node, list):
+            if not (k.isdigit() and int(k) < len(node)):
+                raise RecipeError(f"--set {'.'.join(keys)}: {'.'.join(keys[:i]) or 'the recipe'} is a list of "
+                                  f"{len(node)}; address an item by its number (0 to {len(node) - 1}).")
+            k = int(k)  # type: ignore[assignment]
+        if i == len(keys) - 1:
+            node[k] = value
+            return
+        nxt = node[k] if isinstance(node, list) else node.get(k)
         if nxt is None:
             nxt = node[k] = {}
-        if not isinstance(nxt, dict):
-            where = ".".join(keys[: i + 1])
+        if not isinstance(nxt, (dict, list)):
             raise RecipeError(f"--set {'.'.join(keys)}: {where} is a {type(nxt).__name__}, not a mapping.")
         node = nxt
-    node[keys[-1]] = value
+
+
+def _model_in(ann: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (itself, or inside a union / list / Annotated)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in get_args(ann):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _key_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An error location without the union tags of one-or-many keys."""
+    return tuple(p for p in loc if p not in (_ONE, _MANY))
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The keys a model accepts at ``loc`` (used to say what was expected for a typo)."""
     current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+    for part in _key_path(loc)[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return []
         field = current.model_fields.get(part)
         if field is None:
             return []
-        ann = field.annotation
-        current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        current = _model_in(field.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
@@ -430,7 +557,8 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in _key_path(loc)).lstrip(".") \
+            or "(top level)"
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(Recipe, loc)
             hint = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
@@ -439,9 +567,9 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
             lines.append(f"key '{key}' is required but missing.")
         else:
             got = e.get("input")
-            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"key '{key}': {msg}{got_s}.")
+            lines.append(f"key '{key}': {msg}{got_s}." if loc else f"{msg}{got_s}.")
     return f"Recipe {origin} is invalid: " + " ".join(lines)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,3 +50,17 @@ class StageOutput:
 
     rows: list[Row]
     rejects: list[Reject] = field(default_factory=list)
+
+    @classmethod
+    def concat(cls, parts: Iterable[StageOutput]) -> StageOutput:
+        """One output of several (a stage that runs one model after another over the same shard)."""
+        out = cls([])
+        for part in parts:
+            out.rows += part.rows
+            out.rejects += part.rejects
+        return out
+
+
+def id_part(label: str) -> str:
+    """A generator's or teacher's label as a piece of a row id (letters, digits, ``-``, ``_``; the rest ``_``)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_") or "x"

@@ -105,8 +105,107 @@ def fixture_rows(e: Expect) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+#: The critique-data family (docs/family.md): several generators and teachers, refine. Prices written out
+#: (generators on self-hosted servers carry options.price 0; the embedded model is not billed).
+FAMILY_PRICES = {"gpt-4.1": (2.00, 8.00), "gpt-4o-2024-11-20": GPT4O, "gpt-4.1-mini": (0.40, 1.60),
+                 "o4-mini": (1.10, 4.40), "claude-sonnet-4-20250514": CLAUDE_SONNET_4,
+                 "claude-3-7-sonnet-20250219": (3.00, 15.00), "claude-3-5-haiku-20241022": (0.80, 4.00)}
+FAMILY = {
+    # one seed problem, 10 generators x 10 solutions (price 0), 7 teachers x 100 critiques
+    "recipes/one-shot-cft.yaml": {"source_rows": 1, "generators": 10, "n": 10, "teachers": 7, "refine": False},
+    # 2 fixture problems, 1 student answer each, GPT-4o critiques and refines each
+    "recipes/critique-refine.yaml": {"source_rows": 2, "generators": 1, "n": 1, "teachers": 1, "refine": True},
+    # reused critiques: no call
+    "recipes/verdict-ratio.yaml": {"source_rows": 1, "generators": 0, "n": 0, "teachers": 0, "refine": False},
+    # the embedded model: 1 seed x (2 + 2) solutions x 2 teachers; 3 quickstart rows; 20 quickstart rows
+    "recipes/family/one-shot-cft-offline.yaml": {"source_rows": 1, "generators": 2, "n": 2, "teachers": 2,
+                                                  "refine": False},
+    "recipes/family/critique-refine-offline.yaml": {"source_rows": 3, "generators": 1, "n": 1, "teachers": 1,
+                                                     "refine": True},
+    "recipes/family/verdict-ratio-offline.yaml": {"source_rows": 20, "generators": 1, "n": 1, "teachers": 1,
+                                                   "refine": False},
+}
+
+
 def test_every_shipped_recipe_has_an_expected_cost():
-    assert sorted(EXPECTED) == RECIPES
+    assert sorted({**EXPECTED, **FAMILY}) == RECIPES
+
+
+def _family_price(spec) -> tuple[float, float] | None:
+    if spec.backend == "local":
+        return None
+    if "price" in spec.options:
+        return spec.options["price"]["input"], spec.options["price"]["output"]
+    return FAMILY_PRICES[spec.model]
+
+
+@pytest.mark.parametrize("path", sorted(FAMILY))
+def test_family_dry_run_cost_per_model(path, monkeypatch):
+    """Calls, tokens and dollars per generator, teacher and refiner, computed here from the source rows, the
+    prompts and the written-out prices: every response is critiqued by every teacher (stand-in responses are
+    distinct, as the build's responses are), a stand-in counting as its max_tokens."""
+    from cftdata.prompts import resolve_prompt
+    from cftdata.prompts.refine import REFINE_PROMPTS
+    from cftdata.recipe import model_label
+
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    e = FAMILY[path]
+    recipe = load_recipe(ROOT / path, offline_overrides(path))
+    est = dry_run(recipe)
+    assert est["counts"]["source"]["out"] == e["source_rows"]
+    # the recipe's own local file (quickstart, the seed problem), or the fixture standing for its Hub source
+    src = ROOT / recipe.source.path if recipe.source.path.startswith("recipes/") else FIXTURES / "numinamath_cot.jsonl"
+    rows = [json.loads(x)["problem"] for x in src.read_text().splitlines()]
+    rows = rows[: e["source_rows"]]
+    generate = [g for g in recipe.generators if g.mode == "generate"]
+    assert len(generate) == e["generators"]
+    roles = est["roles"]
+    many_g, many_t = isinstance(recipe.respond, list), isinstance(recipe.teacher, list)
+    total, responses = 0.0, []
+    for g in generate:
+        role = roles[f"respond:{model_label(g)}" if many_g else "respond"]
+        tpl = resolve_prompt(g.prompt, SOLVE_PROMPTS, lambda p: ROOT / p)
+        assert role["calls"] == len(rows) * e["n"] == len(rows) * g.n
+        assert role["input_tokens"] == g.n * sum(count_tokens(m["content"], g.model, g.backend)
+                                                 for q in rows for m in tpl.render(question=q))
+        assert role["output_tokens"] == role["calls"] * g.params.max_tokens
+        price = _family_price(g)
+        assert role["cost_usd"] == (None if price is None else 0.0)
+        responses += [(q, g.params.max_tokens) for q in rows for _ in range(g.n)]
+    teachers = [t for t in recipe.teachers if t.backend not in ("existing", "none")]
+    assert len(teachers) == e["teachers"]
+    for t in teachers:
+        role = roles[f"critique:{model_label(t)}" if many_t else "critique"]
+        tpl = resolve_prompt(t.prompt, CRITIQUE_PROMPTS, lambda p: ROOT / p)
+        tokens_in = sum(count_tokens(m["content"], t.model, t.backend) for q, _ in responses
+                        for m in tpl.render(question=q, response="", reference_answer="", reference_solution=""))
+        tokens_in += sum(k for _, k in responses)
+        assert (role["calls"], role["input_tokens"]) == (len(responses), tokens_in), t.model
+        assert role["output_tokens"] == len(responses) * t.params.max_tokens
+        price = _family_price(t)
+        if price is None:
+            assert role["cost_usd"] is None
+            continue
+        expected = (tokens_in * price[0] + len(responses) * t.params.max_tokens * price[1]) / 1e6
+        assert role["cost_usd"] == pytest.approx(expected, abs=1e-6)
+        total += expected
+    if e["refine"]:
+        r, t = recipe.refine, teachers[0]
+        role = roles["refine"]
+        tpl = resolve_prompt(r.prompt, REFINE_PROMPTS)
+        tokens_in = sum(count_tokens(m["content"], r.model, r.backend) for q, _ in responses
+                        for m in tpl.render(question=q, response="", critique="", verdict="unknown",
+                                            reference_answer="", reference_solution=""))
+        tokens_in += sum(k + t.params.max_tokens for _, k in responses)
+        assert (role["calls"], role["input_tokens"]) == (len(responses), tokens_in)
+        price = _family_price(r)
+        if price is not None:
+            total += (tokens_in * price[0] + len(responses) * r.params.max_tokens * price[1]) / 1e6
+    else:
+        assert "refine" not in roles
+    assert est["total_cost_usd"] == pytest.approx(round(total, 4), abs=1e-9)
+    assert est["cost_complete"]
 
 
 @pytest.mark.parametrize("path", sorted(EXPECTED))

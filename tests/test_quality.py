@@ -473,7 +473,7 @@ def test_length_matched() -> None:
 
 
 def test_select_validation() -> None:
-    assert SELECTORS.names() == ["balanced_verdict", "length_matched", "longest_critique", "random"]
+    assert SELECTORS.names() == ["balanced_verdict", "length_matched", "longest_critique", "random", "verdict_ratio"]
     assert strategy_params("longest_critique")["pool"] == 80_000
     df = pool_frame(100)
     with pytest.raises(CftdataError, match="Known selection"):

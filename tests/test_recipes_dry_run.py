@@ -19,7 +19,8 @@ FIXTURE_FOR = {
     "numinamath": "numinamath_cot.jsonl",
     "numinamath15": "numinamath15.jsonl",
 }
-RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
+RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").rglob("*.yaml")
+                 if "prompts" not in p.relative_to(ROOT).parts)  # recipes/prompts/: prompt templates
 
 
 def offline_overrides(path: str) -> list[str]:
@@ -38,10 +39,11 @@ def test_recipe_dry_run_offline(path):
     assert res.returncode == 0, res.stderr
     assert "expected cost: $" in res.stdout
     r = load_recipe(ROOT / path)
-    if r.teacher.backend not in ("existing", "none"):
-        assert "--- first critique prompt ---" in res.stdout
+    if any(t.backend not in ("existing", "none") for t in r.teachers):  # one teacher, or several (critique:<label>)
+        assert re.search(r"--- first critique(:\S+)? prompt ---", res.stdout)
         assert "Conclusion: right/wrong [END]" in res.stdout
-    if r.teacher.backend in ("openai", "openai-batch", "anthropic") and r.respond.mode == "existing":
+    if (all(t.backend in ("openai", "openai-batch", "anthropic") for t in r.teachers)
+            and all(g.mode == "existing" for g in r.generators)):
         cost = float(re.search(r"expected cost: \$([0-9.]+)", res.stdout).group(1))
         assert cost > 0 or "n/a" not in res.stdout
 

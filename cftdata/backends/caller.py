@@ -229,7 +229,8 @@ class EstimatingCaller(ModelCaller):
         for i, r in enumerate(requests):
             if not self.example:
                 self.example = [{"role": "prompt", "content": r.prompt or ""}] if r.is_raw else r.message_dicts
-            on_result(i, Result(text=estimate_text(self.output_each), finish_reason="stop",
+            tag = r.cache_key(self.backend.cache_namespace)[:8]
+            on_result(i, Result(text=estimate_text(self.output_each, tag), finish_reason="stop",
                                 input_tokens=count_request(r, self.count), output_tokens=self.output_each))
 
 

@@ -26,15 +26,17 @@ from functools import lru_cache
 from cftdata.backends.base import Request
 from cftdata.recipe import ModelSpec
 
-_MARK = "\u27e8dry run: ~{n} tokens not generated\u27e9"
-_MARK_RE = re.compile("\u27e8dry run: ~([0-9]+) tokens not generated\u27e9")
+_MARK = "\u27e8dry run: ~{n} tokens not generated{tag}\u27e9"
+_MARK_RE = re.compile("\u27e8dry run: ~([0-9]+) tokens not generated(?: #[0-9a-f]+)?\u27e9")
 
 Counter = Callable[[str], int]
 
 
-def estimate_text(tokens: int) -> str:
-    """The stand-in text of an answer that a dry run did not generate."""
-    return _MARK.format(n=tokens)
+def estimate_text(tokens: int, tag: str = "") -> str:
+    """The stand-in text of an answer that a dry run did not generate. ``tag`` (hex: the request's cache key)
+    keeps the stand-ins of different requests different, so that later prompts built on them (the critiques
+    of ``n`` samples, of several generators) are counted as the distinct calls the build makes."""
+    return _MARK.format(n=tokens, tag=f" #{tag}" if tag else "")
 
 
 def is_estimate(text: str | None) -> bool:

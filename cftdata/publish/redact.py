@@ -66,9 +66,10 @@ def known_secrets(manifest: dict[str, Any] | None = None, extra: Iterable[str | 
     names = set(SECRET_ENV_VARS)
     recipe = (manifest or {}).get("recipe") or {}
     for role in ("respond", "teacher"):
-        spec = recipe.get(role) or {}
-        if isinstance(spec, dict) and isinstance(spec.get("api_key_env"), str):
-            names.add(spec["api_key_env"])
+        specs = recipe.get(role) or {}
+        for spec in specs if isinstance(specs, list) else [specs]:
+            if isinstance(spec, dict) and isinstance(spec.get("api_key_env"), str):
+                names.add(spec["api_key_env"])
     values = [os.environ.get(n) for n in sorted(names)] + list(extra)
     out = {v.strip() for v in values if isinstance(v, str) and len(v.strip()) >= 8}
     return sorted(out, key=len, reverse=True)

@@ -9,6 +9,7 @@ order. Call them through :func:`select`, which checks the parameter names, types
     ids = select(df, "longest_critique", n=50_000)          # the paper's 50K rule
     ids = select(df, "random", n=4_000, seed=42)
     ids = select(df, "balanced_verdict", n=80_000, seed=42)  # 40K right + 40K wrong
+    ids = select(df, "verdict_ratio", n=10_000, right_share=0.25, seed=42)  # 2.5K right + 7.5K wrong
     ids = select(df, "length_matched", n=50_000, reference_lengths=sft_lengths, seed=42)
 
 Determinism: the result depends only on the set of rows and the parameters, never on the row
@@ -43,6 +44,7 @@ __all__ = [
     "random_sample",
     "select",
     "strategy_params",
+    "verdict_ratio",
 ]
 
 Selector = Callable[..., list[str]]
@@ -168,6 +170,54 @@ def longest_critique(
     return ranked["id"].slice(skip, target).to_list()
 
 
+def _right_wrong(df: pl.DataFrame, strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ids whose verdict is ``right`` and ``wrong`` (in id order), after checking the verdict column."""
+    _check_frame(df, ["verdict"], strategy)
+    column = df["verdict"]
+    if isinstance(column.dtype, (pl.Categorical, pl.Enum)):
+        column = column.cast(pl.String)
+    if column.dtype != pl.String:
+        raise SelectionError(f"Column 'verdict' must hold strings, not {column.dtype}.")
+    verdicts = column.fill_null("unknown").str.strip_chars().str.to_lowercase()
+    bad = verdicts.filter(~verdicts.is_in(VERDICTS)).unique().sort().head(3).to_list()
+    if bad:
+        raise SelectionError(f"Column 'verdict' has values outside {VERDICTS}: {bad}.")
+    frame = _by_id(df.select("id").with_columns(verdict=verdicts))
+    return (frame.filter(pl.col("verdict") == "right")["id"].to_numpy(),
+            frame.filter(pl.col("verdict") == "wrong")["id"].to_numpy())
+
+
+@SELECTORS.register("verdict_ratio")
+def verdict_ratio(df: pl.DataFrame, n: int, right_share: float, seed: int = 0, strict: bool = False) -> list[str]:
+    """``n`` rows of which ``round(n * right_share)`` have the verdict ``right`` and the rest ``wrong``, seeded.
+
+    The right:wrong ratio of the selected set at a fixed size (the CFT authors' open question): grid over
+    ``right_share`` with ``--grid select.params.right_share=0,0.25,0.5,0.75,1``. ``unknown`` verdicts are
+    excluded. Within each verdict, rows are ordered by id and permuted with ``default_rng(seed)`` (``right``
+    drawn first), so the same seed draws nested sets. If a verdict has too few rows, the size shrinks so that
+    the ratio holds (``strict=True``: error instead). Rights come first, then wrongs.
+    """
+    n = _int_param("n", n, 1)
+    seed = _int_param("seed", seed, 0)
+    if isinstance(right_share, bool) or not isinstance(right_share, (int, float)) or not 0 <= right_share <= 1:
+        raise SelectionError(f"verdict_ratio: right_share must be a number from 0 to 1, got {right_share!r}.")
+    right, wrong = _right_wrong(df, "verdict_ratio")
+    want_r = round(n * right_share)
+    size = n
+    if want_r > len(right) or n - want_r > len(wrong):
+        if strict:
+            raise SelectionError(f"verdict_ratio: need {want_r} right and {n - want_r} wrong; the pool has "
+                                 f"{len(right)} right, {len(wrong)} wrong.")
+        caps = [len(right) / right_share if right_share > 0 else n,
+                len(wrong) / (1 - right_share) if right_share < 1 else n]
+        size = int(min(n, *caps))
+        want_r = min(round(size * right_share), len(right))
+    rng = np.random.default_rng(seed)
+    r = right[rng.permutation(len(right))[:want_r]]
+    w = wrong[rng.permutation(len(wrong))[:min(size - want_r, len(wrong))]]
+    return np.concatenate([r, w]).tolist()
+
+
 @SELECTORS.register("balanced_verdict")
 def balanced_verdict(df: pl.DataFrame, n: int, seed: int = 0, strict: bool = False) -> list[str]:
     """``n/2`` rows whose verdict is ``right`` and ``n/2`` whose verdict is ``wrong``, seeded.
@@ -182,19 +232,7 @@ def balanced_verdict(df: pl.DataFrame, n: int, seed: int = 0, strict: bool = Fal
     seed = _int_param("seed", seed, 0)
     if n % 2:
         raise SelectionError(f"balanced_verdict: n must be even (n/2 right + n/2 wrong), got {n}.")
-    _check_frame(df, ["verdict"], "balanced_verdict")
-    column = df["verdict"]
-    if isinstance(column.dtype, (pl.Categorical, pl.Enum)):
-        column = column.cast(pl.String)
-    if column.dtype != pl.String:
-        raise SelectionError(f"Column 'verdict' must hold strings, not {column.dtype}.")
-    verdicts = column.fill_null("unknown").str.strip_chars().str.to_lowercase()
-    bad = verdicts.filter(~verdicts.is_in(VERDICTS)).unique().sort().head(3).to_list()
-    if bad:
-        raise SelectionError(f"Column 'verdict' has values outside {VERDICTS}: {bad}.")
-    frame = _by_id(df.select("id").with_columns(verdict=verdicts))
-    right = frame.filter(pl.col("verdict") == "right")["id"].to_numpy()
-    wrong = frame.filter(pl.col("verdict") == "wrong")["id"].to_numpy()
+    right, wrong = _right_wrong(df, "balanced_verdict")
     k = min(n // 2, len(right), len(wrong))
     if strict and k < n // 2:
         raise SelectionError(

@@ -91,7 +91,9 @@ def summarize(folder: BuildFolder) -> dict[str, tuple[str, Any]]:
     put("build", "status", m.get("status"))
     put("models", "generator", model_label(recipe.get("respond"), respond=True))
     put("models", "teacher", model_label(recipe.get("teacher")))
-    put("models", "teacher prompt", (recipe.get("teacher") or {}).get("prompt"))
+    teachers = recipe.get("teacher") or {}
+    put("models", "teacher prompt", ", ".join(t.get("prompt", "?") for t in teachers) if isinstance(teachers, list)
+        else teachers.get("prompt"))
     put("models", "format", (recipe.get("output") or {}).get("format"))
     put("rows", "source rows", ((m.get("counts") or {}).get("source") or {}).get("in"))
     put("rows", "rows out", m.get("rows_out"))

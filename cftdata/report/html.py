@@ -150,6 +150,29 @@ TEMPLATE = r"""<!DOCTYPE html>
 </section>
 {% endif %}
 
+{% if family.by_pair %}
+<section id="family">
+  <h2>Per generator × teacher</h2>
+  <table><tr><th>generator</th><th>teacher</th><th class="n">rows</th><th class="n">right</th><th class="n">wrong</th><th class="n">unknown</th><th class="n">right share</th><th class="n">critique tokens in / out</th><th class="n">critique cost</th></tr>
+  {% for p in family.by_pair %}<tr><td><code>{{ p.generator }}</code></td><td><code>{{ p.teacher }}</code></td><td class="n">{{ p.rows|num }}</td><td class="n">{{ p.right|num }}</td><td class="n">{{ p.wrong|num }}</td><td class="n">{{ p.unknown|num }}</td><td class="n">{{ p.share }}</td><td class="n">{{ p.critique_input_tokens|num }} / {{ p.critique_output_tokens|num }}</td><td class="n">{{ p.cost }}</td></tr>{% endfor %}
+  </table>
+  <p class="note">Critiques that reached the verdict stage; model calls and cost per model are under Model usage.</p>
+</section>
+{% endif %}
+
+{% if family.panel %}
+<section id="panel">
+  <h2>Teacher agreement</h2>
+  <table><tr><th>teacher A</th><th>teacher B</th><th class="n">both decided</th><th class="n">agree</th><th class="n">agreement</th><th class="n">kappa</th></tr>
+  {% for p in family.panel.pairwise %}<tr><td><code>{{ p.a }}</code></td><td><code>{{ p.b }}</code></td><td class="n">{{ p.both_decided|num }}</td><td class="n">{{ p.agree|num }}</td><td class="n">{{ p.agreement_pct }}</td><td class="n">{{ p.kappa if p.kappa is not none else "n/a" }}</td></tr>{% endfor %}
+  </table>
+  {% if family.panel.vs_verifier %}<table><tr><th>teacher</th><th class="n">decided</th><th class="n">agrees with the verifier</th><th class="n">agreement</th></tr>
+  {% for v in family.panel.vs_verifier %}<tr><td><code>{{ v.teacher }}</code></td><td class="n">{{ v.decided|num }}</td><td class="n">{{ v.agree|num }}</td><td class="n">{{ v.agreement_pct }}</td></tr>{% endfor %}
+  </table>{% endif %}
+  <p class="note">Responses both teachers judged right or wrong; selection by agreement: <code>panel.keep: {{ family.panel.keep }}</code>.</p>
+</section>
+{% endif %}
+
 {% if verify %}
 <section id="verify">
   <h2>Answer verification</h2>

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cftdata.card import pair_rows, panel_view
 from cftdata.report.folder import BuildFolder, load_build, resume_command
 
 QUALITY_TITLES = {"dedup": "Deduplication", "decontaminate": "Decontamination"}
@@ -23,15 +24,18 @@ class InspectResult:
     samples: int = 0
 
 
-def model_label(spec: dict[str, Any] | None, *, respond: bool = False) -> str:
-    """``backend:model`` of a recipe role; ``existing`` for a corpus's own responses, ``none`` when off."""
+def model_label(spec: dict[str, Any] | list[dict[str, Any]] | None, *, respond: bool = False) -> str:
+    """``backend:model`` (or ``label``) of a recipe role; ``existing`` for a corpus's own responses, ``none``
+    when off; the models of a list joined with ``, ``."""
+    if isinstance(spec, list):
+        return ", ".join(model_label(s, respond=respond) for s in spec) or "none"
     if not spec:
         return "none"
     if respond and spec.get("mode") == "existing":
         return "existing (the corpus's responses)"
     if spec.get("backend") in (None, "none"):
         return "none"
-    return f"{spec.get('backend')}:{spec.get('model')}"
+    return spec.get("label") or f"{spec.get('backend')}:{spec.get('model')}"
 
 
 def money(value: float | None) -> str:
@@ -274,6 +278,7 @@ def _inspect(folder: BuildFolder, manifest: dict[str, Any], out_dir: Path, n_sam
         "kpis": kpis, "stage_rows": [{"name": k, **v} for k, v in counts.items()],
         "length_rows": length_rows, "verdict_groups": verdict_groups, "verdict_cats": verdict_cats,
         "agreement": agreement, "verify": verify, "rejects": rejects,
+        "family": {"by_pair": pair_rows(stages), "panel": panel_view(stages)},
         "quality": quality_sections(manifest, overview["removed"]),
         "usage_rows": usage_rows(manifest), "samples": sample_rows, "rows": ds.rows, "seed": seed,
         "resume": resume_command(manifest),

@@ -79,28 +79,48 @@ def _last_activity(staging: Path, progress: dict[str, Any]) -> float | None:
     return max(times) if times else None
 
 
+#: The column naming each row's model, per role (a build with several generators or teachers).
+LABEL_COLUMNS = {"respond": "response_source", "critique": "teacher"}
+
+
 def _pool_stats(staging: Path) -> dict[str, Any]:
-    """Rows and token sums of the finished pool files (footers and four int columns only)."""
+    """Rows and token sums of the finished pool files (footers and a few columns only): per role, and per model
+    (``<role>:<label>``, from the row's generator or teacher). A response critiqued by several teachers sits in
+    several rows: its tokens count once (``response_id``)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     files = sorted((staging / "pool").glob("pool-*.parquet"))
     rows = 0
     tokens: dict[str, list[int]] = {}
+    by_model: dict[str, list[int]] = {}
     for f in files:
         try:
             pf = pq.ParquetFile(f)
             rows += pf.metadata.num_rows
             names = set(pf.schema_arrow.names)
             for role, cols in TOKEN_COLUMNS.items():
-                if set(cols) <= names:
-                    t = pf.read(columns=list(cols))
-                    acc = tokens.setdefault(role, [0, 0])
-                    for i, c in enumerate(cols):
-                        acc[i] += int(pc.sum(t.column(c)).as_py() or 0)
+                if not set(cols) <= names:
+                    continue
+                label = LABEL_COLUMNS[role] if LABEL_COLUMNS[role] in names else None
+                once = "response_id" if role == "respond" and "response_id" in names else None
+                t = pf.read(columns=[*cols, *([label] if label else []), *([once] if once else [])])
+                if once:  # one row per response: the first of its critiques
+                    seen: set = set()
+                    t = t.take([i for i, r in enumerate(t.column(once).to_pylist())
+                                if not (r in seen or seen.add(r))])
+                acc = tokens.setdefault(role, [0, 0])
+                for i, c in enumerate(cols):
+                    acc[i] += int(pc.sum(t.column(c)).as_py() or 0)
+                if label:
+                    for g in t.group_by(label).aggregate([(c, "sum") for c in cols]).to_pylist():
+                        m = by_model.setdefault(f"{role}:{g[label]}", [0, 0])
+                        m[0] += int(g[f"{cols[0]}_sum"] or 0)
+                        m[1] += int(g[f"{cols[1]}_sum"] or 0)
         except Exception:  # a pool file being written right now
             continue
-    return {"files": len(files), "rows": rows, "tokens": {r: {"input": v[0], "output": v[1]} for r, v in tokens.items()}}
+    return {"files": len(files), "rows": rows, "tokens": {r: {"input": v[0], "output": v[1]} for r, v in tokens.items()},
+            "by_model": {r: {"input": v[0], "output": v[1]} for r, v in by_model.items()}}
 
 
 def _recipe_from(info: dict[str, Any]):
@@ -120,13 +140,21 @@ def _recipe_from(info: dict[str, Any]):
     return None
 
 
-def _cost_of(recipe, tokens: dict[str, dict[str, int]]) -> float | None:
+def _cost_of(recipe, pool: dict[str, Any]) -> float | None:
+    """Dollars of the pooled rows' tokens: per role, or per model when the recipe lists several."""
     from cftdata.backends.pricing import cost_usd
+    from cftdata.recipe import model_label
 
-    total, known = 0.0, False
-    for role, t in tokens.items():
+    priced: list[tuple[Any, dict[str, int]]] = []
+    for role, t in pool["tokens"].items():
         spec = getattr(recipe, ROLE_SPEC.get(role, role), None)
-        if spec is None:
+        if isinstance(spec, list):  # several models: each label's tokens at its model's price
+            priced += [(s, pool.get("by_model", {}).get(f"{role}:{model_label(s)}")) for s in spec]
+        elif spec is not None:
+            priced.append((spec, t))
+    total, known = 0.0, False
+    for spec, t in priced:
+        if not t:
             continue
         try:
             c = cost_usd(spec, t["input"], t["output"])
@@ -238,7 +266,7 @@ def build_status(path: str | Path) -> dict[str, Any]:
             run["cost_source"] = "progress.json"
         else:
             run["tokens"] = pool["tokens"]
-            run["cost_usd"] = _cost_of(recipe, pool["tokens"]) if recipe is not None else None
+            run["cost_usd"] = _cost_of(recipe, pool) if recipe is not None else None
             run["cost_source"] = ("from the token counts of the rows pooled so far" if recipe is not None else
                                   "progress.json records no recipe to price the tokens with")
         cmd = resume_command(prog)

@@ -8,7 +8,9 @@ id = hash(source label, original index).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,12 +110,25 @@ def read_local(path: Path) -> Records:
             index += 1
 
 
+@contextlib.contextmanager
+def quiet_hub_logs() -> Iterator[None]:
+    """huggingface_hub logs every retry of an unreachable Hub as a warning; the build reports the outcome once."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def hub_num_rows(spec: SourceSpec, corpus: Corpus) -> int | None:
     """The split's row count from the Hub's dataset info, when it is published (no data download)."""
     try:
         import datasets
 
-        info = datasets.load_dataset_builder(spec.hub, spec.config or corpus.hub_config, revision=spec.revision).info
+        with quiet_hub_logs():
+            info = datasets.load_dataset_builder(spec.hub, spec.config or corpus.hub_config, revision=spec.revision).info
         return int(info.splits[spec.split].num_examples) if info.splits and spec.split in info.splits else None
     except Exception:
         return None
@@ -128,7 +143,9 @@ def read_hub(spec: SourceSpec, corpus: Corpus) -> Records:
     config = spec.config or corpus.hub_config
     streaming = True if spec.streaming is None else spec.streaming
     try:
-        ds = datasets.load_dataset(spec.hub, config, split=spec.split, streaming=streaming, revision=spec.revision)
+        with quiet_hub_logs():
+            ds = datasets.load_dataset(spec.hub, config, split=spec.split, streaming=streaming,
+                                       revision=spec.revision)
     except Exception as e:
         raise SourceError(
             f"Could not load Hub dataset {spec.hub!r} (config {config!r}, split {spec.split!r}): "

@@ -5,6 +5,8 @@ from cftdata.stages import (  # noqa: F401  (registration side effects)
     critique,
     decontaminate,
     dedup,
+    panel,
+    refine,
     respond,
     verdict,
     verify,

@@ -22,7 +22,7 @@ class AgreementStage(Stage):
 
     @classmethod
     def enabled(cls, recipe) -> bool:
-        return recipe.verify is not None and recipe.teacher.backend != "none"
+        return recipe.verify is not None and recipe.critiques
 
     def __init__(self, ctx: BuildContext) -> None:
         super().__init__(ctx)

@@ -101,4 +101,4 @@ class Stage(ABC):
 STAGES: Registry[type[Stage]] = Registry("stage")
 
 #: The order rows flow through the per-shard stages. Cheap filters run before paid model calls.
-STAGE_ORDER: list[str] = ["dedup", "decontaminate", "respond", "verify", "critique", "verdict", "agreement"]
+STAGE_ORDER: list[str] = ["dedup", "decontaminate", "respond", "verify", "critique", "verdict", "agreement", "panel", "refine"]

@@ -78,8 +78,11 @@ def select_mask(recipe: Recipe, pool_files: list[Path]) -> tuple[np.ndarray, dic
     mask = np.zeros(df.height, dtype=bool)
     mask[kept] = True
     lens = df["critique_len"].filter(pl.Series(mask)) if len(kept) else pl.Series([], dtype=pl.UInt32)
+    kept_verdicts = df["verdict"].filter(pl.Series(mask)).cast(pl.String).fill_null("unknown").value_counts()
     summary = {"strategy": spec.strategy, "n": spec.n, "pool": df.height, "kept": int(len(kept)),
                "tie_break": "source order",
+               "verdicts_kept": dict(sorted(zip(kept_verdicts["verdict"].to_list(), kept_verdicts["count"].to_list(),
+                                                strict=True))),
                "params": {k: v for k, v in params.items() if k != "reference_lengths"},
                "critique_len_kept": {"min": lens.min(), "max": lens.max(), "mean": lens.mean()} if len(kept) else None}
     return mask, summary

@@ -22,7 +22,7 @@ class VerdictStage(Stage):
 
     @classmethod
     def enabled(cls, recipe) -> bool:
-        return recipe.teacher.backend != "none"
+        return recipe.critiques
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -30,6 +30,8 @@ class VerdictStage(Stage):
         keep = ctx.recipe.verdict.keep
         self.keep = set(keep) if keep is not None else None
         self.rule = VERDICT_RULES.get(ctx.recipe.verdict.rule)
+        # (generator, teacher) -> counts of verdicts and critique tokens, for a build with several of either.
+        self.pairs: dict[tuple[str, str], Counter] = {} if ctx.recipe.fan_out else None
 
     def process(self, rows: list[Row]) -> StageOutput:
         out, rejects = [], []
@@ -37,6 +39,11 @@ class VerdictStage(Stage):
         for row in rows:
             v = self.rule(row.get("critique"))
             self.counts[v] += 1
+            if self.pairs is not None:
+                pair = self.pairs.setdefault((row.get("response_source") or "?", row.get("teacher") or "?"), Counter())
+                pair[v] += 1
+                pair["critique_input_tokens"] += row.get("critique_input_tokens") or 0
+                pair["critique_output_tokens"] += row.get("critique_output_tokens") or 0
             new = {**row, "verdict": v}
             if v == "unknown" and drop_unknown:
                 rejects.append(Reject(row["id"], self.name, "unknown_verdict",
@@ -51,5 +58,28 @@ class VerdictStage(Stage):
 
     def summary(self) -> dict:
         total = sum(self.counts.values())
-        return {"rule": self.ctx.recipe.verdict.rule, "verdicts": dict(self.counts),
-                "right_ratio": round(self.counts["right"] / total, 4) if total else None}
+        out = {"rule": self.ctx.recipe.verdict.rule, "verdicts": dict(self.counts),
+               "right_ratio": round(self.counts["right"] / total, 4) if total else None}
+        if self.pairs is not None:
+            out["by_pair"] = self._pair_table()
+        return out
+
+    def _pair_table(self) -> list[dict]:
+        """Rows, verdicts, critique tokens and critique cost per generator x teacher (the critiques that reached
+        this stage: rows rejected before it are in the rejects, by reason)."""
+        from cftdata.backends.pricing import cost_usd
+        from cftdata.recipe import model_label
+
+        specs = {model_label(t): t for t in self.ctx.recipe.teachers}
+        table = []
+        for (gen, teacher), c in sorted(self.pairs.items()):
+            rows = c["right"] + c["wrong"] + c["unknown"]
+            spec = specs.get(teacher)
+            cost = cost_usd(spec, c["critique_input_tokens"], c["critique_output_tokens"]) if spec else None
+            table.append({"generator": gen, "teacher": teacher, "rows": rows, "right": c["right"],
+                          "wrong": c["wrong"], "unknown": c["unknown"],
+                          "right_ratio": round(c["right"] / rows, 4) if rows else None,
+                          "critique_input_tokens": c["critique_input_tokens"],
+                          "critique_output_tokens": c["critique_output_tokens"],
+                          "critique_usd": round(cost, 6) if cost is not None else None})
+        return table

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from tests.servers.fault_server import FaultServer, Request, Response, chat_completions
@@ -27,7 +28,9 @@ def critique_for(i: int) -> str:
     return f"Critique {i}: </pre><img src=x onerror=alert(1)> " + "y" * (i * 11) + f" Conclusion: {VERDICTS[i % 4]} [END]"
 
 
-async def critic(server: FaultServer, req: Request) -> Response:
+async def answer_with(server: FaultServer, req: Request, text_for: Callable[[dict, str, str], str]) -> Response:
+    """The fault server's answer (faults, limits, counters, usage) with its text replaced by
+    ``text_for(payload, prompt, original text)``; truncated and failed answers are left as they are."""
     resp = await chat_completions(server, req)
     if resp.status != 200 or not resp.answered:
         return resp
@@ -35,13 +38,22 @@ async def critic(server: FaultServer, req: Request) -> Response:
     choice = body["choices"][0]
     if choice["finish_reason"] != "stop" or not choice["message"]["content"]:
         return resp
-    prompt = "\n".join(str(m.get("content") or "") for m in req.json()["messages"])
-    m = re.search(r"Question (\d+):", prompt)
-    text = critique_for(int(m.group(1)) if m else 0)
+    payload = req.json()
+    prompt = "\n".join(str(m.get("content") or "") for m in payload["messages"])
+    text = text_for(payload, prompt, choice["message"]["content"])
     choice["message"]["content"] = text
     body["usage"]["completion_tokens"] = (len(text) + 3) // 4
     body["usage"]["total_tokens"] = body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
     return Response(200, json.dumps(body).encode(), headers=resp.headers, fault=resp.fault, answered=True)
+
+
+def _scripted(payload: dict, prompt: str, original: str) -> str:
+    m = re.search(r"Question (\d+):", prompt)
+    return critique_for(int(m.group(1)) if m else 0)
+
+
+async def critic(server: FaultServer, req: Request) -> Response:
+    return await answer_with(server, req, _scripted)
 
 
 def register(server: FaultServer) -> None:
