@@ -4,6 +4,11 @@ Key = sha256 of the rendered request (backend namespace, model, messages, sampli
 index). Only successful results are stored, each committed as it arrives (SQLite in WAL mode), so
 a rerun or a resume after Ctrl-C / kill -9 never pays for an answer twice, and failures are retried.
 The store holds answers only: no API keys, no headers.
+
+Keys a lookup misses (requests about to be sent) are recorded as *pending* until their answer is stored.
+A request pending since an earlier run was sent and never answered there (in flight when that run was
+killed, or failed): a run that sends it again counts it in :attr:`RequestCache.resent`, so a resumed
+build can say how many requests the interruption cost.
 """
 
 from __future__ import annotations
@@ -14,7 +19,15 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from cftdata import killpoints
 from cftdata.backends.base import Result
+from cftdata.errors import CftdataError
+
+
+class CacheError(CftdataError):
+    """The request cache cannot be used (a damaged file); not the user's input, so exit code 1."""
+
+    exit_code = 1
 
 
 def default_cache_dir() -> Path:
@@ -38,12 +51,26 @@ class RequestCache:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=check_same_thread)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS results ("
-            " key TEXT PRIMARY KEY, namespace TEXT, model TEXT, result TEXT NOT NULL, created REAL)"
-        )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS results ("
+                " key TEXT PRIMARY KEY, namespace TEXT, model TEXT, result TEXT NOT NULL, created REAL)"
+            )
+            self._db.execute("CREATE TABLE IF NOT EXISTS pending (key TEXT PRIMARY KEY, created REAL)")
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise CacheError(
+                f"the request cache {path} cannot be opened: {e} (the file is damaged or is not a cftdata "
+                f"cache). It may still hold paid answers. Move it aside (mv {path} {path}.broken) and rerun "
+                "to start an empty cache (answers not in it are requested again), or set cache.dir / "
+                "$CFTDATA_CACHE_DIR to another folder."
+            ) from None
+        #: Requests sent in an earlier run without an answer stored, sent again by this one.
+        self.resent = 0
+        self._opened = time.time()
+        self._stale: set[str] | None = None  # pending from earlier runs, read on the first miss
 
     @classmethod
     def open(cls, directory: str | Path | None) -> RequestCache:
@@ -68,7 +95,22 @@ class RequestCache:
             q = f"SELECT key, result FROM results WHERE key IN ({','.join('?' * len(chunk))})"
             for k, blob in self._db.execute(q, chunk):
                 out[k] = Result.from_json(blob)
+        if not self.readonly:
+            self._mark_pending([k for k in keys if k not in out])
         return out
+
+    def _mark_pending(self, missing: list[str]) -> None:
+        """Record ``missing`` (about to be sent) as pending; count those an earlier run had sent already."""
+        if not missing:
+            return
+        if self._stale is None:
+            self._stale = {k for (k,) in self._db.execute("SELECT key FROM pending WHERE created < ?",
+                                                          (self._opened,))}
+        again = self._stale.intersection(missing)
+        self.resent += len(again)
+        self._stale -= again
+        self._db.executemany("INSERT OR IGNORE INTO pending (key, created) VALUES (?, ?)",
+                             [(k, time.time()) for k in missing])
 
     def put(self, key: str, result: Result, namespace: str = "", model: str = "") -> None:
         if not result.ok or self.readonly:
@@ -77,6 +119,8 @@ class RequestCache:
             "INSERT OR REPLACE INTO results (key, namespace, model, result, created) VALUES (?,?,?,?,?)",
             (key, namespace, model, result.to_json(), time.time()),
         )
+        self._db.execute("DELETE FROM pending WHERE key = ?", (key,))
+        killpoints.reached("answer")
 
     def __bool__(self) -> bool:  # an empty cache is still a cache (``if cache:`` must not skip it)
         return True
