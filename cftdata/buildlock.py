@@ -81,9 +81,11 @@ class BuildLock:
                 break
             os.close(fd)  # the holder removed the file between our open and our lock: lock the new one
         stale = _owner(fd)
-        if stale.get("pid") and not (stale.get("host") == socket.gethostname() and stale["pid"] == os.getpid()):
+        if stale.get("pid"):
             self.previous = stale
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "recipe": self.recipe_file,
+        # The pid a user sees and would stop: the `cftdata` process (the supervisor), not its build child.
+        pid = int(os.environ.get("CFTDATA_SUPERVISOR_PID") or os.getpid())
+        info = {"pid": pid, "build_pid": os.getpid(), "host": socket.gethostname(), "recipe": self.recipe_file,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "started_unix": time.time()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)

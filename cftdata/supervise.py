@@ -14,8 +14,8 @@ the build (math-verify, Ray) report their own deaths through :func:`crash_messag
 :class:`NativeCrashError`.
 
 The child dies with its parent (Linux ``PR_SET_PDEATHSIG``): ``kill -9`` of the ``cftdata`` process stops
-the build too. Ctrl-C reaches the child from the terminal; a SIGINT/SIGTERM/SIGHUP sent to the parent
-alone is forwarded. ``CFTDATA_SUPERVISE=0`` runs the build in the ``cftdata`` process itself.
+the build too. SIGINT, SIGTERM and SIGHUP sent to the parent are forwarded (a terminal's Ctrl-C reaches
+both: the child takes the two copies of one keypress as one Ctrl-C). ``CFTDATA_SUPERVISE=0`` runs the build in the ``cftdata`` process itself.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,18 +115,17 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _terminal_delivers_to_child() -> bool:
-    """Whether a terminal's Ctrl-C reaches the child by itself (we are the terminal's foreground group)."""
-    try:
-        fd = os.open("/dev/tty", os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+_last_sigint = [0.0]
+
+
+def _on_sigint(sig: int, frame: object) -> None:
+    """Ctrl-C in the child: a terminal sends SIGINT to the child and the parent, which forwards it too; the
+    copy that arrives within a second of the first is the same keypress."""
+    now = time.monotonic()
+    if now - _last_sigint[0] < 1.0:
+        return
+    _last_sigint[0] = now
+    raise KeyboardInterrupt
 
 
 def supervise() -> None:
@@ -144,16 +144,13 @@ def supervise() -> None:
         os.environ[ENV_PARENT] = str(parent)
         os.environ[ENV_CONTEXT] = context
         _die_with_parent(parent)
+        signal.signal(signal.SIGINT, _on_sigint)
         return
     os._exit(_wait(child, context))
 
 
 def _wait(child: int, context: str) -> int:
-    direct = _terminal_delivers_to_child()
-
     def forward(sig: int, frame: object) -> None:
-        if sig == signal.SIGINT and direct:
-            return  # the terminal sent it to the child as well
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, sig)
 

@@ -6,9 +6,9 @@ a rerun or a resume after Ctrl-C / kill -9 never pays for an answer twice, and f
 The store holds answers only: no API keys, no headers.
 
 Keys a lookup misses (requests about to be sent) are recorded as *pending* until their answer is stored.
-A request pending since an earlier run was sent and never answered there (in flight when that run was
-killed, or failed): a run that sends it again counts it in :attr:`RequestCache.resent`, so a resumed
-build can say how many requests the interruption cost.
+A request pending since an earlier run was started and never answered there (queued or in flight when
+that run was killed, or failed): a run that sends it again counts it in :attr:`RequestCache.resent`, so a
+resumed build can say what the interruption may have cost (only those in flight were paid twice).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class RequestCache:
                 "to start an empty cache (answers not in it are requested again), or set cache.dir / "
                 "$CFTDATA_CACHE_DIR to another folder."
             ) from None
-        #: Requests sent in an earlier run without an answer stored, sent again by this one.
+        #: Requests started in an earlier run without an answer stored, sent again by this one.
         self.resent = 0
         self._opened = time.time()
         self._stale: set[str] | None = None  # pending from earlier runs, read on the first miss
