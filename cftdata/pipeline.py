@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 
 from cftdata import __version__, killpoints
 from cftdata.backends.cache import RequestCache, default_cache_dir
+from cftdata.backends.caller import ModelLayer
 from cftdata.buildfolder import commit, finish_publish
 from cftdata.buildlock import BuildLock
-from cftdata.backends.caller import ModelLayer
 from cftdata.executors import make_executor
 from cftdata.formats import Formatter
 from cftdata.interop import llamafactory_entry

@@ -66,13 +66,18 @@ def native_component(key: str, name: str, hint: str) -> Iterator[None]:
     _write_context()
     try:
         if os.environ.get(ENV_TEST_CRASH) == key:
-            import ctypes
-
-            ctypes.string_at(0)  # a real segmentation fault, inside the component
+            crash_now()
         yield
     finally:
         _stack.pop()
         _write_context()
+
+
+def crash_now() -> None:
+    """Test-only: a real segmentation fault (a read of address 0 through ctypes), in this process."""
+    import ctypes
+
+    ctypes.string_at(0)
 
 
 def _signal_name(sig: int) -> str:

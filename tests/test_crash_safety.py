@@ -63,8 +63,11 @@ def cached(cache: Path) -> int:
     db = cache / "requests.sqlite"
     if not db.exists():
         return 0
-    with sqlite3.connect(db, timeout=5) as con:
-        return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
 
 
 def published(out: Path) -> dict | None:
