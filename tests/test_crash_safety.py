@@ -308,38 +308,45 @@ def test_unreadable_source_file_mid_stream_is_a_message(tmp_path):
     assert "src.parquet" in msg
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def _tmpfs(path: Path, options: str) -> bool:
+    path.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    return r.returncode == 0
+
+
 def test_read_only_output_folder_is_a_message(tmp_path):
     src = write_source(tmp_path / "src.jsonl", 6)
-    out = tmp_path / "out"
-    out.mkdir()
-    out.chmod(0o555)
+    disk = tmp_path / "ro"
+    if os.geteuid() == 0:  # root writes into folders without write permission: use a read-only file system
+        if not _tmpfs(disk, "ro,size=64k"):
+            pytest.skip("cannot mount a read-only tmpfs here")
+    else:
+        disk.mkdir()
+        disk.chmod(0o555)
     try:
         with serve(plugins=[PLUGIN]) as (url, stats):
-            res = run_cli(*build_args(out, src, url, tmp_path / "cache"), env=env())
+            res = run_cli(*build_args(disk / "out", src, url, tmp_path / "cache"), env=env())
+            assert stats().total == 0
     finally:
-        out.chmod(0o755)
-    assert res.returncode == 1
-    assert str(out) in one_paragraph(res.stderr)
-
-
-def _tmpfs(path: Path, size: str) -> bool:
-    path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    return r.returncode == 0
+        subprocess.run(["umount", str(disk)], capture_output=True)
+        disk.chmod(0o755)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert str(disk / "out") in one_paragraph(res.stderr)
 
 
 def test_full_disk_is_a_message(tmp_path):
     disk = tmp_path / "disk"
-    if not _tmpfs(disk, "192k"):
+    if not _tmpfs(disk, "size=128k"):
         pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
     try:
-        src = write_source(tmp_path / "src.jsonl", 200)
+        src = tmp_path / "src.jsonl"
+        src.write_text("".join(json.dumps({"question": f"Question {i}: " + os.urandom(1500).hex(),
+                                           "response": "\\boxed{1}", "answer": "1"}) + "\n" for i in range(120)))
         with serve(plugins=[PLUGIN]) as (url, stats):
-            res = run_cli(*build_args(disk / "out", src, url, tmp_path / "cache", "--set", "run.shard_size=50"),
+            res = run_cli(*build_args(disk / "out", src, url, tmp_path / "cache", "--set", "run.shard_size=40"),
                           env=env())
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
     assert res.returncode == 1, res.stderr[-2000:]
     msg = one_paragraph(res.stderr)
-    assert "No space left on device" in msg or "disk" in msg
+    assert "No space left on device" in msg and "rerun the same command" in msg
