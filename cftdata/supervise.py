@@ -87,14 +87,14 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def crash_message(component: str | None, sig: int, hint: str | None) -> str:
-    """The one paragraph for a death by ``sig`` while ``component`` ran native code."""
+def crash_message(component: str | None, sig: int | None, hint: str | None) -> str:
+    """The one paragraph for a death by ``sig`` (None: not known here) while ``component`` ran native code."""
     from cftdata.backends.llama_runtime import cpu_info
 
-    what = CRASH_SIGNALS.get(sig, "killed")
     where = component or "native code in the build (no component had claimed it)"
-    text = (f"the build crashed: {where} died with {_signal_name(sig)} ({what}) on {cpu_info().describe()}. "
-            "This is a crash of native code, not a problem with your data. ")
+    how = f" with {_signal_name(sig)} ({CRASH_SIGNALS.get(sig, 'killed')})" if sig is not None else ""
+    text = (f"the build crashed: {where} died{how} on {cpu_info().describe()}. "
+            "This is a crash of native code (or of its process), not a problem with your data. ")
     if hint:
         text += hint.rstrip(".") + ". "
     return text + ("Every answer received so far is in the request cache: rerun the same command to resume "
