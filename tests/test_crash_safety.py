@@ -115,6 +115,8 @@ def test_second_build_on_the_same_folder_stops_at_once(tmp_path):
         assert f"pid {first.pid}" in msg and "recipes/quickstart.yaml" in msg and "started" in msg
         assert "--set output.dir=" in msg
         assert stats2().total == 0
+        status = run_cli("status", str(out))
+        assert status.returncode == 0 and "holds the folder's build lock" in status.stdout, status.stdout
         assert first.poll() is None  # the running build was not disturbed ...
         _, err = first.communicate(timeout=300)
         assert first.returncode == 0, err[-2000:]
@@ -140,6 +142,8 @@ def test_lock_of_a_killed_build_is_taken_over(tmp_path):
         assert is_locked(out) is None
         stale = json.loads((out / LOCK_NAME).read_text())  # the dead build's details are still there
         assert stale["pid"] == first.pid
+        status = run_cli("status", str(out))
+        assert "the build that held the folder's lock is gone" in status.stdout, status.stdout
         before = cached(cache)
         again = run_cli(*build_args(out, src, url, cache), env=env())
         assert again.returncode == 0, again.stderr[-2000:]
