@@ -13,10 +13,11 @@ resumed build can say what the interruption may have cost (only those in flight 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cftdata import killpoints
@@ -103,14 +104,19 @@ class RequestCache:
         """Record ``missing`` (about to be sent) as pending; count those an earlier run had sent already."""
         if not missing:
             return
-        if self._stale is None:
-            self._stale = {k for (k,) in self._db.execute("SELECT key FROM pending WHERE created < ?",
-                                                          (self._opened,))}
+        if self._stale is None:  # pending from earlier runs and still unanswered (answered ones are dropped)
+            with self._transaction():
+                self._db.execute("DELETE FROM pending WHERE created < ? AND key IN (SELECT key FROM results)",
+                                 (self._opened,))
+                self._stale = {k for (k,) in self._db.execute("SELECT key FROM pending WHERE created < ?",
+                                                              (self._opened,))}
         again = self._stale.intersection(missing)
         self.resent += len(again)
         self._stale -= again
-        self._db.executemany("INSERT OR IGNORE INTO pending (key, created) VALUES (?, ?)",
-                             [(k, time.time()) for k in missing])
+        now = time.time()
+        with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO pending (key, created) VALUES (?, ?)",
+                                 [(k, now) for k in missing])
 
     def put(self, key: str, result: Result, namespace: str = "", model: str = "") -> None:
         if not result.ok or self.readonly:
@@ -119,8 +125,17 @@ class RequestCache:
             "INSERT OR REPLACE INTO results (key, namespace, model, result, created) VALUES (?,?,?,?,?)",
             (key, namespace, model, result.to_json(), time.time()),
         )
-        self._db.execute("DELETE FROM pending WHERE key = ?", (key,))
         killpoints.reached("answer")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def __bool__(self) -> bool:  # an empty cache is still a cache (``if cache:`` must not skip it)
         return True
@@ -129,4 +144,9 @@ class RequestCache:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
     def close(self) -> None:
+        """Drop the pending marks this run's answers settled (a killed run leaves them to the next one), close."""
+        if not self.readonly:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("DELETE FROM pending WHERE created >= ? AND key IN (SELECT key FROM results)",
+                                 (self._opened,))
         self._db.close()
