@@ -183,4 +183,5 @@ def _wait(child: int, context: str) -> int:
     top = stack[-1] if stack else {}
     message = crash_message(top.get("name"), sig, top.get("hint")) if sig in CRASH_SIGNALS else _killed_message(sig)
     print(f"error: {message}", file=sys.stderr, flush=True)
-    return 1
+    # A crash or a kill (OOM) is a failure; a stop asked for with SIGTERM / SIGHUP keeps the shell's 128 + n.
+    return 1 if sig in CRASH_SIGNALS or sig == signal.SIGKILL else 128 + sig

@@ -272,6 +272,22 @@ def test_ctrl_c_still_exits_130_with_the_resume_hint(tmp_path):
     assert proc.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err
 
 
+def test_sigterm_to_the_cftdata_process_stops_the_build_with_a_message(tmp_path):
+    src = write_source(tmp_path / "src.jsonl", 41)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    with serve(latency_s=0.2, plugins=[PLUGIN]) as (url, stats):
+        proc = start(build_args(out, src, url, cache))
+        deadline = time.monotonic() + 120
+        while cached(cache) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert "SIGTERM" in one_paragraph(err) and is_locked(out) is None
+        again = run_cli(*build_args(out, src, url, cache), env=env())
+    assert again.returncode == 0 and "resumed an interrupted build" in again.stdout
+
+
 # -- every known failure ends in a message ------------------------------------------------------------------
 
 
