@@ -35,9 +35,9 @@ class _Group(click.Group):
             _fail(str(e), e.exit_code)
         except OSError as e:  # disk full, read-only folder, a file removed under the build
             where = f" {e.filename}" if e.filename else ""
-            _fail(f"cannot write or read{where}: {e.strerror or e}. Free disk space or fix the folder's "
-                  "permissions (or point output.dir / cache.dir elsewhere), then rerun the same command: "
-                  "every answer received so far is cached.", 1)
+            _fail(f"a file operation failed{where}: {e.strerror or e}. If the disk is full or the folder is "
+                  "read-only, free space or fix its permissions (or point output.dir / cache.dir elsewhere), then "
+                  "rerun the same command: every answer received so far is cached.", 1)
         except sqlite3.Error as e:
             _fail(f"the request cache failed: {e}. If the disk is full, free space; if the cache file is "
                   "damaged, move it aside (or set cache.dir / $CFTDATA_CACHE_DIR to another folder) and rerun.", 1)

@@ -340,15 +340,24 @@ def test_bad_source_record_mid_stream_is_a_reject_not_a_crash(tmp_path):
     assert published(out)["counts"]["source"]["rejected"] >= 1
 
 
-def test_unreadable_source_file_mid_stream_is_a_message(tmp_path):
-    src = tmp_path / "src.parquet"
-    src.write_bytes(b"PAR1" + b"\x00" * 64)  # a parquet file cut short
+def test_damaged_source_file_mid_stream_is_a_message(tmp_path):
+    """A folder source whose second parquet file has damaged pages: one paragraph naming that file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    rows = [{"question": f"Question {i}: compute {i} + {i}.", "response": f"\\boxed{{{2 * i}}}", "answer": str(2 * i)}
+            for i in range(30)]
+    for name in ("a.parquet", "b.parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), folder / name)
+    data = (folder / "b.parquet").read_bytes()
+    (folder / "b.parquet").write_bytes(data[: len(data) // 2] + b"\0" * 100 + data[len(data) // 2 + 100:])
     with serve(plugins=[PLUGIN]) as (url, stats):
-        res = run_cli(*build_args(tmp_path / "out", src, url, tmp_path / "cache"), env=env())
-        assert stats().total == 0
-    assert res.returncode in (1, 2)
-    msg = one_paragraph(res.stderr)
-    assert "src.parquet" in msg
+        res = run_cli(*build_args(tmp_path / "out", folder, url, tmp_path / "cache"), env=env())
+    assert res.returncode in (1, 2), res.stderr[-2000:]
+    assert "b.parquet" in one_paragraph(res.stderr)
+    assert not (tmp_path / "out" / "manifest.json").exists()
 
 
 def _tmpfs(path: Path, options: str) -> bool:
