@@ -112,8 +112,8 @@ def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, 
     resume = m.get("resume") or {}
     if resume.get("resumed"):
         click.echo(f"resumed an interrupted build: {resume['answers_from_cache']} answers recovered from the "
-                   f"cache, {resume['sent']} requests sent, of which {resume['resent']} had been started before "
-                   "without an answer stored (in flight or queued when it stopped, or failed)")
+                   f"cache, {resume['sent']} requests sent, of which {resume['resent']} had been sent before without "
+                   "an answer stored (in flight when it stopped, or failed)")
     if rec.hub is not None:
         from cftdata.publish import push_build
 

@@ -391,7 +391,9 @@ class Build:
                  "pid": os.getpid(), "recipe_file": self.recipe_file, "overrides": list(self.overrides),
                  "limit": self.limit, "sample": self.sample, "shard_size": self.recipe.run.shard_size,
                  "recipe": self.recipe.resolved_dict()}
-        (self.staging / "progress.json").write_text(json.dumps(state, indent=1))
+        tmp = self.staging / "progress.json.tmp"  # replaced whole: a reader or a kill never sees half of it
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.staging / "progress.json")
 
     # -- manifest and publishing -------------------------------------------------------------------
 
@@ -441,7 +443,7 @@ class Build:
     def _resume_summary(self, usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Whether this run resumed an interrupted build, the answers it took from the cache, the requests it
         sent, and how many of those an earlier run had sent without an answer stored (in flight when it was
-        killed, or failed)."""
+        killed, or failed; online backends mark sends)."""
         cache = self._cache
         return {"resumed": self.resumed is not None,
                 "answers_from_cache": sum(u.get("cache_hits", 0) for u in usage.values()),

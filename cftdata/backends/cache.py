@@ -5,10 +5,10 @@ index). Only successful results are stored, each committed as it arrives (SQLite
 a rerun or a resume after Ctrl-C / kill -9 never pays for an answer twice, and failures are retried.
 The store holds answers only: no API keys, no headers.
 
-Keys a lookup misses (requests about to be sent) are recorded as *pending* until their answer is stored.
-A request pending since an earlier run was started and never answered there (queued or in flight when
-that run was killed, or failed): a run that sends it again counts it in :attr:`RequestCache.resent`, so a
-resumed build can say what the interruption may have cost (only those in flight were paid twice).
+Requests an online backend sends are marked *pending* (:meth:`RequestCache.mark_sent`) until their answer
+is stored. A request pending since an earlier run was sent and never answered there (in flight when that
+run was killed, or failed): a run that looks it up and misses counts it in :attr:`RequestCache.resent`,
+so a resumed build can say what the interruption cost.
 """
 
 from __future__ import annotations
@@ -97,11 +97,15 @@ class RequestCache:
             for k, blob in self._db.execute(q, chunk):
                 out[k] = Result.from_json(blob)
         if not self.readonly:
-            self._mark_pending([k for k in keys if k not in out])
+            self._count_resent([k for k in keys if k not in out])
         return out
 
-    def _mark_pending(self, missing: list[str]) -> None:
-        """Record ``missing`` (about to be sent) as pending; count those an earlier run had sent already."""
+    def mark_sent(self, key: str) -> None:
+        """``key``'s request went out: pending until its answer is stored (a write, not made durable by a sync)."""
+        self._db.execute("INSERT OR IGNORE INTO pending (key, created) VALUES (?, ?)", (key, time.time()))
+
+    def _count_resent(self, missing: list[str]) -> None:
+        """Count the misses an earlier run had sent without an answer stored (they will be sent again)."""
         if not missing:
             return
         if self._stale is None:  # pending from earlier runs and still unanswered (answered ones are dropped)
@@ -113,10 +117,6 @@ class RequestCache:
         again = self._stale.intersection(missing)
         self.resent += len(again)
         self._stale -= again
-        now = time.time()
-        with self._transaction():
-            self._db.executemany("INSERT OR IGNORE INTO pending (key, created) VALUES (?, ?)",
-                                 [(k, now) for k in missing])
 
     def put(self, key: str, result: Result, namespace: str = "", model: str = "") -> None:
         if not result.ok or self.readonly:

@@ -66,6 +66,10 @@ class ModelCaller:
         self._ahead_failed: dict[str, Result] = {}
         self._lock = threading.Condition()
         self._bg_cache: RequestCache | None = None
+        self._sent_cache: RequestCache | None = None  # the backend thread's connection that records sends
+        self._send_lock = threading.Lock()
+        if cache is not None and self.stores:
+            backend.on_send = self._record_send
 
     def submit(self, requests: list[Request]) -> None:
         """Start the requests the cache cannot answer on a ``submits_ahead`` backend, without waiting
@@ -130,12 +134,22 @@ class ModelCaller:
             r.cached = False  # paid in this run
         return {**found, **failed}
 
+    def _record_send(self, request: Request) -> None:
+        """The backend sent ``request``: mark it in the cache until its answer is stored (what a kill costs)."""
+        assert self.cache is not None
+        with self._send_lock:
+            if self._sent_cache is None:
+                self._sent_cache = RequestCache(self.cache.path, check_same_thread=False)
+            self._sent_cache.mark_sent(request.cache_key(self.backend.cache_namespace))
+
     def close(self) -> None:
         """Stop the backend (and its background thread), then close the second cache connection."""
         self.backend.close()
-        if self._bg_cache is not None:
-            self._bg_cache.close()
-            self._bg_cache = None
+        with self._send_lock:
+            for conn in (self._bg_cache, self._sent_cache):
+                if conn is not None:
+                    conn.close()
+            self._bg_cache = self._sent_cache = None
 
     def call(self, requests: list[Request]) -> list[Result]:
         ns = self.backend.cache_namespace

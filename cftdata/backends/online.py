@@ -200,6 +200,8 @@ class OnlineBackend(Backend):
                 self.counters["retries"] += 1
             sent_at = await limiter.acquire(est)
             self.counters["requests"] += 1
+            if attempt_no == 1 and self.on_send is not None:
+                self.on_send(request)
             try:
                 result, headers = await _with_timeout(self.send(request), self.spec.timeout_s)
             except asyncio.TimeoutError:
