@@ -151,8 +151,9 @@ class Backend(ABC):
     #: Whether :meth:`submit` starts work that :meth:`generate` later collects (online and batch APIs):
     #: the pipeline then starts every shard's calls before any shard waits (see ``pipeline.Build._map_phase``).
     submits_ahead: ClassVar[bool] = False
-    #: Called with each request as its first attempt goes out (online backends; set by the ModelCaller, which
-    #: records it in the cache so that a run after a kill knows what was in flight). Must be quick.
+    #: Whether the backend calls :attr:`on_send` with each request as its first attempt goes out (online
+    #: backends); the ModelCaller then logs it, so that a run after a kill knows what was in flight.
+    reports_sends: ClassVar[bool] = False
     on_send: Callable[[Request], None] | None = None
 
     def __init__(self, spec: ModelSpec) -> None:

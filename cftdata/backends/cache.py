@@ -5,19 +5,21 @@ index). Only successful results are stored, each committed as it arrives (SQLite
 a rerun or a resume after Ctrl-C / kill -9 never pays for an answer twice, and failures are retried.
 The store holds answers only: no API keys, no headers.
 
-Requests an online backend sends are marked *pending* (:meth:`RequestCache.mark_sent`) until their answer
-is stored. A request pending since an earlier run was sent and never answered there (in flight when that
-run was killed, or failed): a run that looks it up and misses counts it in :attr:`RequestCache.resent`,
-so a resumed build can say what the interruption cost.
+What was in flight at a kill: online backends log the key of each request as it goes out
+(:class:`SentLog`, an append-only ``sent-<pid>-<n>.keys`` file beside the database, about a microsecond a
+request, removed when the run ends normally). A later run reads the logs of processes that are gone; a
+lookup that misses one of those keys (sent, never answered: in flight when that run was killed) counts
+in :attr:`RequestCache.resent`, so a resumed build can say what the interruption cost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from cftdata import killpoints
@@ -59,7 +61,6 @@ class RequestCache:
                 "CREATE TABLE IF NOT EXISTS results ("
                 " key TEXT PRIMARY KEY, namespace TEXT, model TEXT, result TEXT NOT NULL, created REAL)"
             )
-            self._db.execute("CREATE TABLE IF NOT EXISTS pending (key TEXT PRIMARY KEY, created REAL)")
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise CacheError(
@@ -70,8 +71,7 @@ class RequestCache:
             ) from None
         #: Requests started in an earlier run without an answer stored, sent again by this one.
         self.resent = 0
-        self._opened = time.time()
-        self._stale: set[str] | None = None  # pending from earlier runs, read on the first miss
+        self._stale: set[str] | None = None  # keys sent by runs that are gone, read on the first miss
 
     @classmethod
     def open(cls, directory: str | Path | None) -> RequestCache:
@@ -100,20 +100,16 @@ class RequestCache:
             self._count_resent([k for k in keys if k not in out])
         return out
 
-    def mark_sent(self, key: str) -> None:
-        """``key``'s request went out: pending until its answer is stored (a write, not made durable by a sync)."""
-        self._db.execute("INSERT OR IGNORE INTO pending (key, created) VALUES (?, ?)", (key, time.time()))
+    def sent_log(self) -> SentLog:
+        """A new log of the requests this process sends (one per sending thread)."""
+        return SentLog(self.path.parent)
 
     def _count_resent(self, missing: list[str]) -> None:
         """Count the misses an earlier run had sent without an answer stored (they will be sent again)."""
         if not missing:
             return
-        if self._stale is None:  # pending from earlier runs and still unanswered (answered ones are dropped)
-            with self._transaction():
-                self._db.execute("DELETE FROM pending WHERE created < ? AND key IN (SELECT key FROM results)",
-                                 (self._opened,))
-                self._stale = {k for (k,) in self._db.execute("SELECT key FROM pending WHERE created < ?",
-                                                              (self._opened,))}
+        if self._stale is None:
+            self._stale = SentLog.left_by_dead_runs(self.path.parent)
         again = self._stale.intersection(missing)
         self.resent += len(again)
         self._stale -= again
@@ -127,16 +123,6 @@ class RequestCache:
         )
         killpoints.reached("answer")
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     def __bool__(self) -> bool:  # an empty cache is still a cache (``if cache:`` must not skip it)
         return True
 
@@ -144,9 +130,53 @@ class RequestCache:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
     def close(self) -> None:
-        """Drop the pending marks this run's answers settled (a killed run leaves them to the next one), close."""
-        if not self.readonly:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("DELETE FROM pending WHERE created >= ? AND key IN (SELECT key FROM results)",
-                                 (self._opened,))
         self._db.close()
+
+
+class SentLog:
+    """Keys of the requests one run sent, appended as they go out (``sent-<pid>-<n>.keys``); removed by
+    :meth:`close`, so only a run that died leaves one. Written with ``os.write`` on an ``O_APPEND`` file: it
+    survives the process (kill -9), not a power loss, which is all a count of lost requests needs."""
+
+    _count = itertools.count()
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"sent-{os.getpid()}-{next(self._count)}.keys"
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def mark(self, key: str) -> None:
+        if self._fd is not None:
+            os.write(self._fd, (key + "\n").encode())
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self.path.unlink(missing_ok=True)
+
+    @staticmethod
+    def left_by_dead_runs(folder: Path) -> set[str]:
+        """The keys in logs whose process is gone (read, then removed: they are counted once)."""
+        keys: set[str] = set()
+        for log in folder.glob("sent-*-*.keys"):
+            try:
+                pid = int(log.name.split("-")[1])
+            except ValueError:
+                continue
+            if pid == os.getpid() or _alive(pid):
+                continue
+            with contextlib.suppress(OSError):
+                keys.update(k for k in log.read_text().split() if k)
+                log.unlink()
+        return keys
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

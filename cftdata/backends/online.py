@@ -146,6 +146,7 @@ class OnlineBackend(Backend):
     """Async, rate-limited, retrying runner around a single-request :meth:`send`."""
 
     submits_ahead = True
+    reports_sends = True
     delivers_ahead = True
 
     #: Backoff before retry n (n = 1, 2, ...): ``initial * 2**(n-1)`` capped at ``max``, plus jitter.
