@@ -14,7 +14,7 @@ in :attr:`RequestCache.resent`, so a resumed build can say what the interruption
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import itertools
 import os
 import sqlite3
@@ -144,6 +144,7 @@ class SentLog:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"sent-{os.getpid()}-{next(self._count)}.keys"
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # held while this process lives: the kernel drops it at its death
 
     def mark(self, key: str) -> None:
         if self._fd is not None:
@@ -157,26 +158,20 @@ class SentLog:
 
     @staticmethod
     def left_by_dead_runs(folder: Path) -> set[str]:
-        """The keys in logs whose process is gone (read, then removed: they are counted once)."""
+        """The keys in logs whose writer is gone (its lock is free; read, then removed: counted once)."""
         keys: set[str] = set()
         for log in folder.glob("sent-*-*.keys"):
             try:
-                pid = int(log.name.split("-")[1])
-            except ValueError:
+                fd = os.open(log, os.O_RDONLY)
+            except OSError:
                 continue
-            if pid == os.getpid() or _alive(pid):
-                continue
-            with contextlib.suppress(OSError):
-                keys.update(k for k in log.read_text().split() if k)
-                log.unlink()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                with os.fdopen(os.dup(fd)) as f:
+                    keys.update(k for k in f.read().split() if k)
+                log.unlink(missing_ok=True)
+            except OSError:
+                continue  # a live run's log (or unreadable)
+            finally:
+                os.close(fd)
         return keys
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
