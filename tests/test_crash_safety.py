@@ -126,6 +126,17 @@ def test_second_build_on_the_same_folder_stops_at_once(tmp_path):
     print(f"second build refused in {took:.2f} s (process start included)")
 
 
+def test_lock_api_refuses_a_second_holder_and_leaves_no_file(tmp_path):
+    from cftdata.buildlock import BuildLock, BuildLockedError
+
+    with BuildLock(tmp_path / "out", "recipes/a.yaml") as first:
+        assert first.previous is None and is_locked(tmp_path / "out")["recipe"] == "recipes/a.yaml"
+        with pytest.raises(BuildLockedError) as e:
+            BuildLock(tmp_path / "out", "recipes/b.yaml").acquire()
+        assert f"pid {os.getpid()}" in str(e.value) and "recipes/a.yaml" in str(e.value)
+    assert not (tmp_path / "out" / LOCK_NAME).exists() and is_locked(tmp_path / "out") is None
+
+
 def test_lock_of_a_killed_build_is_taken_over(tmp_path):
     src = write_source(tmp_path / "src.jsonl", 41)
     out, cache = tmp_path / "out", tmp_path / "cache"
