@@ -140,6 +140,10 @@ class Backend(ABC):
     min_shard_rows: ClassVar[int | None] = None
     #: Whether the backend takes raw-prompt requests (:meth:`Request.raw`), not only chat messages.
     raw_prompts: ClassVar[bool] = False
+    #: Whether the backend calls :attr:`on_send` with each request as its first attempt goes out (online
+    #: backends); the ModelCaller then logs it, so that a run after a kill knows what was in flight.
+    reports_sends: ClassVar[bool] = False
+    on_send: Callable[[Request], None] | None = None
     #: An in-process engine that a scale-out executor may run on its workers (one engine per worker),
     #: built there from the spec: it must need nothing but the spec.
     scale_out: ClassVar[bool] = False
@@ -151,10 +155,6 @@ class Backend(ABC):
     #: Whether :meth:`submit` starts work that :meth:`generate` later collects (online and batch APIs):
     #: the pipeline then starts every shard's calls before any shard waits (see ``pipeline.Build._map_phase``).
     submits_ahead: ClassVar[bool] = False
-    #: Whether the backend calls :attr:`on_send` with each request as its first attempt goes out (online
-    #: backends); the ModelCaller then logs it, so that a run after a kill knows what was in flight.
-    reports_sends: ClassVar[bool] = False
-    on_send: Callable[[Request], None] | None = None
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cftdata.backends.base import Backend, OnResult, Request, Result, keys_optional
-from cftdata.backends.cache import RequestCache, SentLog
+from cftdata.backends.cache import RequestCache
 from cftdata.backends.estimate import count_request, estimate_text, expected_output, token_counter
 from cftdata.recipe import ModelSpec
 
@@ -66,7 +66,7 @@ class ModelCaller:
         self._ahead_failed: dict[str, Result] = {}
         self._lock = threading.Condition()
         self._bg_cache: RequestCache | None = None
-        self._sent_log: SentLog | None = None  # keys of the requests the backend sent (what a kill costs)
+        self._sent_log: Any = None  # a cache.SentLog of the requests the backend sent (what a kill costs)
         self._key_of: dict[int, str] = {}  # id(request) -> its key, for requests handed to the backend
         self._send_lock = threading.Lock()
         if cache is not None and self.stores and backend.reports_sends:
