@@ -67,7 +67,14 @@ class BuildLock:
 
     def acquire(self) -> BuildLock:
         """Take the lock or raise :class:`BuildLockedError` at once (never waits)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise CftdataError(f"output.dir {self.folder} is an existing file, not a folder: point output.dir at a "
+                               "folder (or remove the file).")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise CftdataError(f"output.dir {self.folder} cannot be created: a file is in its path where a folder "
+                               "should be.") from None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
