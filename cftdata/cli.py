@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 
 import click
@@ -32,6 +33,14 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except CftdataError as e:
             _fail(str(e), e.exit_code)
+        except OSError as e:  # disk full, read-only folder, a file removed under the build
+            where = f" {e.filename}" if e.filename else ""
+            _fail(f"a file operation failed{where}: {e.strerror or e}. If the disk is full or the folder is "
+                  "read-only, free space or fix its permissions (or point output.dir / cache.dir elsewhere), then "
+                  "rerun the same command: every answer received so far is cached.", 1)
+        except sqlite3.Error as e:
+            _fail(f"the request cache failed: {e}. If the disk is full, free space; if the cache file is "
+                  "damaged, move it aside (or set cache.dir / $CFTDATA_CACHE_DIR to another folder) and rerun.", 1)
         except KeyboardInterrupt:
             click.echo("\ninterrupted: every answer received so far is cached; rerun the same command to "
                        "resume (finished requests are not sent again).", err=True)
@@ -69,6 +78,10 @@ def build(recipe: str, overrides: tuple[str, ...], limit: int | None, sample: in
     if seed is not None:
         overrides = (*overrides, f"run.seed={seed}")
     variants = expand_grid(recipe, overrides, grids)
+    if not dry_run:
+        from cftdata.supervise import supervise
+
+        supervise()  # from here on, in a child process whose native crashes the parent reports
     results = []
     for label, rec, var_overrides in variants:
         if label:
@@ -100,6 +113,11 @@ def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, 
     click.echo(f"built {result.output_dir}: {result.rows} rows, {result.rejected} rejected "
                f"(rejects.parquet), verdicts {json.dumps(verdicts)}, model calls {calls} "
                f"(+{hits} from cache), {m['seconds']} s")
+    resume = m.get("resume") or {}
+    if resume.get("resumed"):
+        click.echo(f"resumed an interrupted build: {resume['answers_from_cache']} answers recovered from the "
+                   f"cache, {resume['sent']} requests sent, of which {resume['resent']} had been sent before without "
+                   "an answer stored (in flight when it stopped, or failed)")
     if rec.hub is not None:
         from cftdata.publish import push_build
 

@@ -25,9 +25,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cftdata import __version__
+from cftdata import __version__, killpoints
 from cftdata.backends.cache import RequestCache, default_cache_dir
 from cftdata.backends.caller import ModelLayer
+from cftdata.buildfolder import commit, finish_publish
+from cftdata.buildlock import BuildLock
 from cftdata.executors import make_executor
 from cftdata.formats import Formatter
 from cftdata.interop import llamafactory_entry
@@ -148,11 +150,33 @@ class Build:
         self.counts: dict[str, StageCount] = {}
         self.reject_reasons: Counter = Counter()
         self.peak_rss_mb: dict[str, float] = {}
+        #: Set when this run resumes an interrupted one: what it found (see :meth:`_resume_info`).
+        self.resumed: dict[str, Any] | None = None
+        self._cache: RequestCache | None = None
 
     def _count(self, name: str) -> StageCount:
         return self.counts.setdefault(name, StageCount())
 
     def run(self) -> BuildResult:
+        """Build under the output folder's lock (one build per folder: a second one stops at once)."""
+        with BuildLock(self.out_dir, self.recipe_file) as lock:
+            self.resumed = self._resume_info(lock)
+            return self._run()
+
+    def _resume_info(self, lock: BuildLock) -> dict[str, Any] | None:
+        """Repair a publish a kill interrupted; describe the interrupted build this run resumes (or None)."""
+        finish_publish(self.out_dir)
+        progress = self.staging / "progress.json"
+        if not self.staging.exists() and lock.previous is None:
+            return None
+        info: dict[str, Any] = {"previous_pid": (lock.previous or {}).get("pid")}
+        try:
+            info["shards_done"] = json.loads(progress.read_text()).get("shards_done", 0)
+        except (OSError, ValueError):
+            info["shards_done"] = 0
+        return info
+
+    def _run(self) -> BuildResult:
         recipe = self.recipe
         t_start = time.time()
         defer_pandas()
@@ -163,6 +187,7 @@ class Build:
         self.staging.mkdir(parents=True)
         cache_dir = self._cache_dir()
         cache = RequestCache.open(cache_dir) if recipe.cache.enabled else None
+        self._cache = cache
         executor = make_executor(recipe.run)
         models = ModelLayer(cache, place=executor.place, preflight=self.preflight)
         ctx = BuildContext(recipe=recipe, models=models, executor=executor,
@@ -176,6 +201,7 @@ class Build:
             pool_files = self._map_phase(stages, schema, rejects)
             self.peak_rss_mb["map"] = peak_rss_mb()
             keep, select_summary = self._select_phase(pool_files, rejects)
+            killpoints.reached("select")
             self.peak_rss_mb["select"] = peak_rss_mb()
             files, n_out = self._write_phase(pool_files, schema, keep, rejects)
             self.peak_rss_mb["write"] = peak_rss_mb()
@@ -239,6 +265,7 @@ class Build:
     def _source_shards(self, shard_size: int, rejects: RejectWriter):
         """(shard number, rows) from the source, counted, its unreadable records rejected."""
         for shard_no, shard in enumerate(read_source(self.recipe, shard_size, self.limit, self.sample)):
+            killpoints.reached("source")
             yield shard_no, self._count_source(shard, rejects)
 
     def _spilled(self, n: int):
@@ -280,6 +307,8 @@ class Build:
             c.rejected += len(out.rejects)
             self._reject(out.rejects, rejects)
             rows = out.rows
+            if rejects is not None:
+                killpoints.reached(st.name)
         return rows
 
     def estimate(self) -> dict[str, Any]:
@@ -383,6 +412,7 @@ class Build:
             writer.write_rows([fmt.render(r) for r in rows])
             c.rows_out += len(rows)
             c.seconds += time.monotonic() - t0
+            killpoints.reached("write")
         return writer.close(), writer.rows
 
     def _writable(self, fmt: Formatter, rows: list[dict], rejects: RejectWriter | None, seen: set[str]) -> list[dict]:
@@ -425,7 +455,9 @@ class Build:
                  "pid": os.getpid(), "recipe_file": self.recipe_file, "overrides": list(self.overrides),
                  "limit": self.limit, "sample": self.sample, "shard_size": self.recipe.run.shard_size,
                  "recipe": self.recipe.resolved_dict()}
-        (self.staging / "progress.json").write_text(json.dumps(state, indent=1))
+        tmp = self.staging / "progress.json.tmp"  # replaced whole: a reader or a kill never sees half of it
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.staging / "progress.json")
 
     # -- manifest and publishing -------------------------------------------------------------------
 
@@ -449,12 +481,23 @@ class Build:
             "stages": summaries,
             "usage": usage,
             "cost": cost,
+            "resume": self._resume_summary(usage),
             "seconds": round(seconds, 2),
             "peak_rss_mb_after": self.peak_rss_mb,
             "cache": str(cache_dir) if self.recipe.cache.enabled else None,
             "files": ["data/" + f.name for f in files] + ["rejects.parquet"],
             "prompts": self._prompts(),
         }
+
+    def _resume_summary(self, usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Whether this run resumed an interrupted build, the answers it took from the cache, the requests it
+        sent, and how many of those an earlier run had sent without an answer stored (in flight when it was
+        killed, or failed; online backends mark sends)."""
+        cache = self._cache
+        return {"resumed": self.resumed is not None,
+                "answers_from_cache": sum(u.get("cache_hits", 0) for u in usage.values()),
+                "sent": sum(u.get("calls_made", 0) for u in usage.values()),
+                "resent": cache.resent if cache is not None else 0}
 
     def _prompts(self) -> dict[str, dict[str, str]]:
         """The exact prompt templates used (custom template files included), for the card."""
@@ -481,7 +524,8 @@ class Build:
         return out
 
     def _publish(self, files: list[Path], manifest: dict[str, Any]) -> None:
-        """Write manifest and card into staging, then swap staging's content into the build folder."""
+        """Write manifest and card into staging, then swap staging's content into the build folder
+        (:func:`cftdata.buildfolder.commit`)."""
         from cftdata.card import render_card
 
         (self.staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -493,15 +537,9 @@ class Build:
             names.append("dataset_info.json")
         shutil.rmtree(self.staging / "pool")
         (self.staging / "progress.json").unlink(missing_ok=True)
-        for name in names:
-            target = self.out_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            (self.staging / name).rename(target)
+        killpoints.reached("card")
+        commit(self.out_dir, names)  # staging replaces the previous build (a kill anywhere is repaired)
         (self.out_dir / "progress.json").unlink(missing_ok=True)
-        shutil.rmtree(self.staging)
 
 
 def build(recipe: Recipe, *, limit: int | None = None, sample: int | None = None, reporter: Reporter | None = None,

@@ -143,6 +143,10 @@ class Backend(ABC):
     min_shard_rows: ClassVar[int | None] = None
     #: Whether the backend takes raw-prompt requests (:meth:`Request.raw`), not only chat messages.
     raw_prompts: ClassVar[bool] = False
+    #: Whether the backend calls :attr:`on_send` with each request as its first attempt goes out (online
+    #: backends); the ModelCaller then logs it, so that a run after a kill knows what was in flight.
+    reports_sends: ClassVar[bool] = False
+    on_send: Callable[[Request], None] | None = None
     #: An in-process engine that a scale-out executor may run on its workers (one engine per worker),
     #: built there from the spec: it must need nothing but the spec.
     scale_out: ClassVar[bool] = False

@@ -79,6 +79,11 @@ class ModelCaller:
         self._ahead_failed: dict[str, Result] = {}
         self._lock = threading.Condition()
         self._bg_cache: RequestCache | None = None
+        self._sent_log: Any = None  # a cache.SentLog of the requests the backend sent (what a kill costs)
+        self._key_of: dict[int, str] = {}  # id(request) -> its key, for requests handed to the backend
+        self._send_lock = threading.Lock()
+        if cache is not None and self.stores and backend.reports_sends:
+            backend.on_send = self._record_send
 
     def submit(self, requests: list[Request]) -> None:
         """Start the requests the cache cannot answer on a ``submits_ahead`` backend, without waiting
@@ -114,6 +119,7 @@ class ModelCaller:
                 self._ahead_done.add(key)
                 self._lock.notify_all()
 
+        self._note_keys(missing)
         self.backend.submit(list(missing.values()), on_result)
 
     def _judge(self, result: Result) -> None:
@@ -156,12 +162,32 @@ class ModelCaller:
             r.cached = False  # paid in this run
         return {**found, **failed}
 
+    def _note_keys(self, keyed: dict[str, Request]) -> None:
+        """Remember the keys of requests about to go to the backend (so a send is logged without rehashing)."""
+        if self.backend.on_send is not None:
+            with self._send_lock:
+                self._key_of.update((id(r), k) for k, r in keyed.items())
+
+    def _record_send(self, request: Request) -> None:
+        """The backend sent ``request``: log its key (a run after a kill counts what was in flight)."""
+        assert self.cache is not None
+        with self._send_lock:
+            key = self._key_of.pop(id(request), None) or request.cache_key(self.backend.cache_namespace)
+            if self._sent_log is None:
+                self._sent_log = self.cache.sent_log()
+            self._sent_log.mark(key)
+
     def close(self) -> None:
         """Stop the backend (and its background thread), then close the second cache connection."""
         self.backend.close()
         if self._bg_cache is not None:
             self._bg_cache.close()
             self._bg_cache = None
+        with self._send_lock:
+            self._key_of.clear()
+            if self._sent_log is not None:
+                self._sent_log.close()
+                self._sent_log = None
 
     def call(self, requests: list[Request]) -> list[Result]:
         ns = self.backend.cache_namespace
@@ -200,6 +226,7 @@ class ModelCaller:
                 if self.on_progress:
                     self.on_progress(len(todo[key]))
 
+            self._note_keys(dict(zip(miss_keys, miss_requests, strict=True)))
             self._generate(miss_requests, on_result)
         return [
             r if r is not None else Result(error="no_result", error_detail="the backend returned nothing")

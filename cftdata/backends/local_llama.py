@@ -118,8 +118,16 @@ class LocalLlamaBackend(Backend):
         )
 
     def generate(self, requests: Sequence[Request], on_result: OnResult) -> None:
-        for i, req in enumerate(requests):
-            on_result(i, self._complete(req))
+        from cftdata.backends.llama_runtime import ENV_EXTRA_BUFFERS
+        from cftdata.supervise import native_component
+
+        name = f"the local backend (llama.cpp, llama-cpp-python) running model {self.spec.model}"
+        hint = (f"Try turning llama.cpp's extra buffer types (weight repacking, AMX) off: {ENV_EXTRA_BUFFERS}=off, "
+                "or the backend option extra_buffers: off; or serve the model with another runtime (teacher/"
+                "respond backend openai with a base_url)")
+        with native_component("llama", name, hint):
+            for i, req in enumerate(requests):
+                on_result(i, self._complete(req))
 
     def stats(self) -> dict:
         return {"requests": self.calls}

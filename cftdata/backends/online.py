@@ -157,6 +157,7 @@ class OnlineBackend(Backend):
     """Async, rate-limited, retrying runner around a single-request :meth:`send`."""
 
     submits_ahead = True
+    reports_sends = True
     delivers_ahead = True
     records_attempts = True
 
@@ -224,6 +225,8 @@ class OnlineBackend(Backend):
                     breaker.abandoned()
                 raise
             self.counters["requests"] += 1
+            if attempt_no == 1 and self.on_send is not None:
+                self.on_send(request)
             try:
                 result, headers = await _with_timeout(self.send(request), self.spec.timeout_s)
             except asyncio.TimeoutError:

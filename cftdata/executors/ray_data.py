@@ -14,14 +14,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cftdata.errors import BackendConfigError
 from cftdata.executors.base import EXECUTORS, Executor, Task
+from cftdata.supervise import ENV_TEST_CRASH, NativeCrashError, crash_message, crash_now
 
 if TYPE_CHECKING:
     from cftdata.backends.base import Backend
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 LOOPBACK = "127.0.0.1"
 
 #: Environment for a local Ray instance: loopback only, no usage-stats upload.
+#: Restarts (and task retries) of a Ray Data actor that died, before the build stops with a message.
+ACTOR_RESTARTS = 2
 LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -129,6 +134,8 @@ class TaskActor:
         self.worker = task.worker(**task.kwargs)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        if os.environ.get(ENV_TEST_CRASH) == "ray":
+            crash_now()
         outputs = self.worker([pickle.loads(b) for b in batch["item"]])
         return {"index": [int(i) for i in batch["index"]], "output": [pickle.dumps(o) for o in outputs]}
 
@@ -160,7 +167,9 @@ class RayExecutor(Executor):
         run = self.run
         return {"batch_size": run.ray_batch_size, "num_cpus": task.cpus,
                 "num_gpus": run.ray_num_gpus_per_worker if task.accelerator else 0,
-                "compute": ray.data.ActorPoolStrategy(size=run.ray_concurrency), "batch_format": "numpy"}
+                "compute": ray.data.ActorPoolStrategy(size=run.ray_concurrency), "batch_format": "numpy",
+                # Ray Data restarts a dead actor forever by default: a native crash would loop, never report.
+                "max_restarts": ACTOR_RESTARTS, "max_task_retries": ACTOR_RESTARTS}
 
     def dataset(self, task: Task, items: Sequence[Any]) -> Any:
         """The (lazy) Ray Dataset that applies ``task`` to ``items``."""
@@ -175,10 +184,21 @@ class RayExecutor(Executor):
         if self._session is None:
             self._session = RaySession(self.run)
         seen = 0
-        with _preserve_order():
-            for index, blob in _rows(self.dataset(task, items), ("index", "output")):
-                seen += 1
-                yield int(index), pickle.loads(blob)
+        ray = import_ray()
+        _quiet_actor_deaths()
+        try:
+            with _preserve_order():
+                for index, blob in _rows(self.dataset(task, items), ("index", "output")):
+                    seen += 1
+                    yield int(index), pickle.loads(blob)
+        except ray.exceptions.RayError as e:
+            died = _actor_death(e)
+            if died is None:
+                raise
+            raise NativeCrashError(crash_message(
+                f"a Ray actor running {task.key()[0]} (restarted {ACTOR_RESTARTS} times)", None,
+                f"Ray says: {died}. Look at the actor's log (Ray's session folder, logs/worker-*.err); run the build "
+                "with run.executor: local to see whether the crash is in the task itself")) from None
         if seen != len(items):
             raise RuntimeError(f"the Ray job of {task.key()[0]} returned {seen} results for {len(items)} items")
 
@@ -190,6 +210,34 @@ class RayExecutor(Executor):
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+def _drop_actor_death(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]  # logged inside its except block
+    return exc is None or _actor_death(exc) is None
+
+
+def _quiet_actor_deaths() -> None:
+    """Ray Data logs an actor's death with a full traceback before raising it; :meth:`RayExecutor.map` turns it
+    into a message instead, so that record is dropped (idempotent)."""
+    for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state"):
+        log = logging.getLogger(name)
+        if _drop_actor_death not in log.filters:
+            log.addFilter(_drop_actor_death)
+
+
+def _actor_death(e: BaseException) -> str | None:
+    """The first line of an actor-died error in ``e``'s cause chain (Ray Data wraps it), or None."""
+    from ray.exceptions import RayActorError
+
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, RayActorError) or type(cur).__name__ in ("ActorDiedError", "ActorUnavailableError"):
+            return (str(cur).strip().splitlines() or [type(cur).__name__])[0][:300]
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _blocks(n: int, run: RunSpec) -> int:

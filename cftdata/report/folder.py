@@ -68,6 +68,20 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def _repair_publish(p: Path) -> None:
+    """Complete a publish that a kill interrupted (:mod:`cftdata.buildfolder`), unless a build holds the folder."""
+    from cftdata.buildfolder import PREVIOUS, PUBLISH, finish_publish
+    from cftdata.buildlock import BuildLock, BuildLockedError
+
+    if not ((p / PUBLISH).exists() or (p / PREVIOUS).exists()):
+        return
+    try:
+        with BuildLock(p):
+            finish_publish(p)
+    except (BuildLockedError, OSError):
+        pass  # a build is running (it completes the swap itself), or the folder is read-only
+
+
 def load_build(path: str | Path) -> BuildFolder:
     """Read a build folder; raise :class:`~cftdata.errors.CftdataError` when it is not one."""
     p = Path(path).expanduser()
@@ -77,6 +91,7 @@ def load_build(path: str | Path) -> BuildFolder:
     if not p.is_dir():
         raise CftdataError(f"{p} is a file, not a build folder. Pass the output folder of a build, e.g. "
                            "outputs/<name> (the recipe's output.dir).")
+    _repair_publish(p)
     folder = BuildFolder(path=p)
     manifest = p / "manifest.json"
     if manifest.is_file():

@@ -56,6 +56,13 @@ def _build_processes() -> list[int] | None:
 
 def _liveness(folder: BuildFolder) -> tuple[str, str]:
     """(state, why): ``running`` / ``interrupted`` / ``running or interrupted``."""
+    from cftdata.buildlock import LOCK_NAME, is_locked
+
+    owner = is_locked(folder.path)
+    if owner is not None:  # the build's lock is the truth (a pid in progress.json may have been reused)
+        return "running", f"process {owner.get('pid', '?')} holds the folder's build lock"
+    if (folder.path / LOCK_NAME).exists():
+        return "interrupted", "the build that held the folder's lock is gone"
     prog = folder.progress or {}
     pid = prog.get("pid")
     if isinstance(pid, int) and Path("/proc").is_dir():

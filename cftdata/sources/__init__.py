@@ -83,7 +83,18 @@ def read_parquet(path: Path) -> Iterator[dict[str, Any] | BadRecord]:
         pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     except Exception as e:
         raise SourceError(f"Source file {path} is not a readable parquet file: {e}.") from None
-    for batch in pf.iter_batches(batch_size=4096):
+    done = 0
+    batches = pf.iter_batches(batch_size=4096)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, ValueError) as e:  # a damaged page or compressed block, met mid-stream (ArrowInvalid)
+            raise SourceError(f"Source file {path} is damaged after {done:,} readable rows: {e}. Replace the file "
+                              "(or remove it from the source folder) and rerun: model answers received so far "
+                              "are cached.") from None
+        done += batch.num_rows
         yield from batch.to_pylist()
 
 

@@ -45,6 +45,8 @@ from fractions import Fraction
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from cftdata.supervise import CRASH_SIGNALS, ENV_TEST_CRASH, NativeCrashError, crash_message, crash_now
+
 __all__ = [
     "CORRECT",
     "ERROR",
@@ -315,6 +317,7 @@ def _worker_main(
             conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", os.getpid()))
+    crash_for_test = os.environ.get(ENV_TEST_CRASH) == "verify"
     while True:
         try:
             batch = conn.recv()
@@ -331,6 +334,8 @@ def _worker_main(
                 try:
                     _ARMED = True
                     signal.setitimer(signal.ITIMER_REAL, timeout_s)
+                    if crash_for_test:
+                        crash_now()
                     r = fn(gold, pred)
                     row = (seq, r.status, r.pred_parsed, r.gold_parsed, r.detail)
                 finally:
@@ -461,6 +466,7 @@ class Verifier:
         startup_timeout_s: float = 60.0,
         check: CheckFn | None = None,
         warmup: bool = True,
+        max_crashes: int = 3,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -478,6 +484,8 @@ class Verifier:
         self.check = check
         self.warmup = bool(warmup)
         self.restarts = 0  #: workers killed and replaced so far (timeouts, crashes)
+        self.max_crashes = int(max_crashes)
+        self.crashes = 0  #: workers dead by a crash signal (SIGSEGV, SIGBUS, SIGILL, SIGABRT, SIGFPE)
         self._ctx = mp.get_context("spawn")
         self._pool: list[_Worker] = []
         self._closed = False
@@ -585,8 +593,7 @@ class Verifier:
                         f"a verification worker exited while starting (exit code {w.proc.exitcode})"
                     )
                 cur = w.current()
-                self._replace(w, run, cur[0] if cur else None, ERROR,
-                              f"worker died (exit code {w.proc.exitcode})")
+                self._replace(w, run, cur[0] if cur else None, ERROR, self._death(w.proc.exitcode))
             elif not w.ready:
                 if now - w.started_at > self.startup_timeout_s:
                     raise WorkerStartupError(
@@ -597,6 +604,20 @@ class Verifier:
                 if cur is not None and now - cur[1] > hard and any(cur[0] in b for b in w.inflight):
                     self._replace(w, run, cur[0], TIMEOUT,
                                   f"no result within {self.timeout_s:g} s; worker killed")
+
+    def _death(self, code: int | None) -> str:
+        """The detail of a worker's death; a native crash (by signal) counts, and ``max_crashes`` of them stop
+        the build with :class:`~cftdata.supervise.NativeCrashError` (a native library is broken here, not
+        one pair)."""
+        if code is None or code >= 0 or -code not in CRASH_SIGNALS:
+            return f"worker died (exit code {code})"
+        self.crashes += 1
+        if self.crashes >= self.max_crashes:
+            raise NativeCrashError(crash_message(
+                f"a math-verify answer-checking worker ({self.crashes} crashes so far)", -code,
+                "Check that math-verify, sympy and antlr4-python3-runtime are installed from matching wheels "
+                "(pip install -e . reinstalls them), or build without the verify section"))
+        return f"worker crashed ({signal.Signals(-code).name}); the pair it was checking is marked error"
 
     def _drain(self, w: _Worker, run: _Run | None) -> bool:
         """Read every complete message from ``w``; ``False`` once its pipe is closed."""
