@@ -24,6 +24,8 @@ from typing import Any
 from cftdata.errors import CftdataError
 
 LOCK_NAME = ".cftdata-build.lock"
+#: How long a new build waits for the build child of a killed `cftdata` process to die and release the lock.
+ORPHAN_GRACE_S = 10.0
 
 
 class BuildLockedError(CftdataError):
@@ -66,7 +68,8 @@ class BuildLock:
         self._fd: int | None = None
 
     def acquire(self) -> BuildLock:
-        """Take the lock or raise :class:`BuildLockedError` at once (never waits)."""
+        """Take the lock or raise :class:`BuildLockedError` at once (waits only, up to ``ORPHAN_GRACE_S``, for the
+        dying build child of a killed `cftdata` process)."""
         if self.folder.exists() and not self.folder.is_dir():
             raise CftdataError(f"output.dir {self.folder} is an existing file, not a folder: point output.dir at a "
                                "folder (or remove the file).")
@@ -75,6 +78,7 @@ class BuildLock:
         except (FileExistsError, NotADirectoryError):
             raise CftdataError(f"output.dir {self.folder} cannot be created: a file is in its path where a folder "
                                "should be.") from None
+        orphan_deadline: float | None = None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -82,9 +86,16 @@ class BuildLock:
             except OSError as e:
                 owner = _owner(fd)
                 os.close(fd)
-                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise BuildLockedError(self._busy_message(owner)) from None
-                raise
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                if self._orphaned(owner):
+                    # The `cftdata` process was killed; its build child dies with it (PDEATHSIG) a moment
+                    # later and the kernel releases the lock then: wait for that, briefly.
+                    orphan_deadline = orphan_deadline or time.monotonic() + ORPHAN_GRACE_S
+                    if time.monotonic() < orphan_deadline:
+                        time.sleep(0.05)
+                        continue
+                raise BuildLockedError(self._busy_message(owner)) from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -104,13 +115,19 @@ class BuildLock:
         self._fd = fd
         return self
 
+    @staticmethod
+    def _orphaned(owner: dict[str, Any]) -> bool:
+        """The lock's `cftdata` process is gone on this host while a process it started still holds the lock."""
+        pid = owner.get("pid")
+        return owner.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+
     def _busy_message(self, owner: dict[str, Any]) -> str:
         pid = owner.get("pid", "?")
         host = owner.get("host")
         where = f"pid {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
         recipe = owner.get("recipe") or "a recipe given through the Python API"
         started = owner.get("started", "an unknown time")
-        if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+        if self._orphaned(owner):
             where += " (its process is gone, but a process it started still holds the lock)"
         return (f"another build is writing {self.folder}: {where}, recipe {recipe}, started {started} UTC. "
                 f"Two builds never share an output folder. Wait for it to finish (`cftdata status "
