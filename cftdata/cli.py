@@ -96,12 +96,32 @@ def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, 
     click.echo(f"built {result.output_dir}: {result.rows} rows, {result.rejected} rejected "
                f"(rejects.parquet), verdicts {json.dumps(verdicts)}, model calls {calls} "
                f"(+{hits} from cache), {m['seconds']} s")
+    for line in _quality_lines(m["stages"]):
+        click.echo(line)
     if rec.hub is not None:
         from cftdata.publish import push_build
 
         pushed = push_build(result.output_dir, **rec.hub.model_dump())
         click.echo(f"pushed to {pushed.url} (config {pushed.config}, revision {pushed.revision})")
     return result
+
+
+def _quality_lines(stages: dict) -> list[str]:
+    """The build summary's quality lines: parseable verdicts, and the teacher-vs-verifier agreement table."""
+    from cftdata.card import parseable_text
+
+    lines = []
+    parseable = parseable_text(stages)
+    if parseable:
+        constraint = (stages.get("critique") or {}).get("verdict_constraint")
+        lines.append(f"parseable verdicts: {parseable}" + (f" (verdict constraint {constraint})" if constraint else ""))
+    agr = stages.get("agreement")
+    if agr:
+        ratio = "n/a" if agr.get("agreement") is None else f"{100 * agr['agreement']:.1f}%"
+        cells = ", ".join(f"{k} {v}" for k, v in (agr.get("table") or {}).items())
+        lines.append(f"teacher vs verifier: agree on {ratio} of {agr.get('decided', 0)} decided rows ({cells}; "
+                     f"undecided {agr.get('undecided', 0)})")
+    return lines
 
 
 def _register_commands() -> None:

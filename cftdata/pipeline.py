@@ -36,7 +36,7 @@ from cftdata.recipe import Recipe
 from cftdata.rows import CANONICAL_KEYS
 from cftdata.sources import preflight, read_source
 from cftdata.stages import STAGE_ORDER, STAGES
-from cftdata.stages.base import BuildContext, Stage
+from cftdata.stages.base import BuildContext, ConfigRejectGuard, Stage
 from cftdata.writer import RejectWriter, RollingParquetWriter, defer_pandas, read_parquet, to_table
 
 CANONICAL_SCHEMA = {k: pa.string() for k in CANONICAL_KEYS}
@@ -115,6 +115,7 @@ class Build:
         self.counts: dict[str, StageCount] = {}
         self.reject_reasons: Counter = Counter()
         self.peak_rss_mb: dict[str, float] = {}
+        self.guard = ConfigRejectGuard()
 
     def _count(self, name: str) -> StageCount:
         return self.counts.setdefault(name, StageCount())
@@ -243,6 +244,7 @@ class Build:
             c.rows_in += len(rows) * st.fanout
             c.rows_out += len(out.rows)
             c.rejected += len(out.rejects)
+            self.guard.observe(st, len(rows) * st.fanout, out)
             self._reject(out.rejects, rejects)
             rows = out.rows
         return rows

@@ -18,8 +18,13 @@ from collections.abc import Sequence
 
 from cftdata.backends.base import BACKENDS, Backend, OnResult, Request, Result
 from cftdata.backends.models import BUNDLED_MODELS, resolve_gguf
+from cftdata.errors import BackendConfigError
 
 __all__ = ["LocalLlamaBackend", "resolve_gguf"]
+
+#: Request parameters llama.cpp takes (``grammar``: GBNF text, e.g. ``teacher.verdict_constraint``).
+ALLOWED_PARAMS = frozenset({"temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "stop", "presence_penalty",
+                            "frequency_penalty", "repeat_penalty", "grammar"})
 
 
 @BACKENDS.register("local")
@@ -36,6 +41,7 @@ class LocalLlamaBackend(Backend):
         super().__init__(spec)
         self.model_path = resolve_gguf(spec.model)
         self._llm = None
+        self._grammars: dict[str, object] = {}
         self.calls = 0
 
     @property
@@ -63,11 +69,11 @@ class LocalLlamaBackend(Backend):
         if params.get("seed") is None:
             # Reproducible sampling without a recipe seed: derive one from the request itself.
             params["seed"] = int(request.cache_key(self.cache_namespace)[:8], 16)
-        allowed = {"temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "stop", "presence_penalty",
-                   "frequency_penalty", "repeat_penalty"}
-        unknown = set(params) - allowed
+        unknown = set(params) - ALLOWED_PARAMS
         if unknown:
             return Result(error="bad_params", error_detail=f"llama.cpp does not take {sorted(unknown)}")
+        if params.get("grammar") is not None:
+            params["grammar"] = self._grammar(params["grammar"])
         self.calls += 1
         try:
             if request.is_raw:
@@ -85,7 +91,26 @@ class LocalLlamaBackend(Backend):
             output_tokens=int(usage.get("completion_tokens", 0)),
         )
 
+    def _grammar(self, text: str):
+        """A llama.cpp grammar object for GBNF text (built once per text)."""
+        if text not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[text] = LlamaGrammar.from_string(text, verbose=False)
+        return self._grammars[text]
+
+    def check(self, requests: Sequence[Request]) -> None:
+        """Sampling parameters llama.cpp does not take are a recipe error, before any request is run."""
+        for req in requests[:1]:
+            unknown = set(req.param_dict) - ALLOWED_PARAMS
+            if unknown:
+                raise BackendConfigError(
+                    f"Backend 'local' (llama.cpp, model {self.spec.model!r}) does not take the sampling parameters "
+                    f"{sorted(unknown)}: remove them from params (or params.extra); it takes "
+                    f"{', '.join(sorted(ALLOWED_PARAMS))}.")
+
     def generate(self, requests: Sequence[Request], on_result: OnResult) -> None:
+        self.check(requests)
         for i, req in enumerate(requests):
             on_result(i, self._complete(req))
 

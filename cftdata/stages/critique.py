@@ -10,8 +10,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 from cftdata.backends.base import Request
+from cftdata.errors import RecipeError
 from cftdata.prompts import CRITIQUE_PROMPTS, resolve_prompt
 from cftdata.rows import Reject, Row, StageOutput
+from cftdata.sources import SourceMapper
 from cftdata.stages.base import STAGES, BuildContext, Stage
 from cftdata.stages.model_calls import caller_summary, open_caller, result_problem
 
@@ -36,10 +38,31 @@ class CritiqueStage(Stage):
         self.spec = ctx.recipe.teacher
         self.reuse = self.spec.backend == "existing"
         self.template = resolve_prompt(self.spec.prompt, CRITIQUE_PROMPTS, ctx.recipe.resolve_path)
+        self.needs_reference = not self.reuse and "reference" in self.template.variables
+        if self.needs_reference:
+            mapper = SourceMapper(ctx.recipe)
+            if mapper.f_answer is None and mapper.f_solution is None:
+                raise RecipeError(
+                    f"Recipe {ctx.recipe.name!r}: teacher.prompt {self.spec.prompt!r} shows the teacher the reference "
+                    f"answer, but no source field holds one: corpus {ctx.recipe.source.corpus!r} maps none and "
+                    "neither source.answer nor source.reference_solution is set. Set one of them, or use a prompt "
+                    "without a reference (cft-paper).")
+        self.params = {**self.spec.params.as_request_params(), **self.spec.verdict_constraint_params()}
         self.caller = None if self.reuse else open_caller(self.spec, ctx, self.name)
 
+    @staticmethod
+    def reference(row: Row) -> str | None:
+        """What the teacher is shown as the reference: the reference answer, else the reference solution."""
+        for key in ("reference_answer", "reference_solution"):
+            if (row.get(key) or "").strip():
+                return row[key]
+        return None
+
     def render(self, row: Row) -> list[dict[str, str]]:
-        return self.template.render(question=row["question"], response=row["response"])
+        values = {"question": row["question"], "response": row["response"]}
+        if self.needs_reference:
+            values["reference"] = self.reference(row)
+        return self.template.render(**values)
 
     @property
     def min_shard_rows(self) -> int | None:
@@ -49,9 +72,34 @@ class CritiqueStage(Stage):
     def submits_ahead(self) -> bool:
         return self.caller is not None and self.caller.backend.submits_ahead
 
+    def callable_rows(self, rows: list[Row]) -> tuple[list[Row], list[Reject]]:
+        """The rows the teacher can be asked about, and rejects for the others (no reference to show)."""
+        if not self.needs_reference:
+            return rows, []
+        ok, rejects = [], []
+        for row in rows:
+            if self.reference(row) is None:
+                rejects.append(Reject(row["id"], self.name, "no_reference",
+                                      f"teacher.prompt {self.spec.prompt!r} needs a reference answer; the row has none",
+                                      row))
+            else:
+                ok.append(row)
+        return ok, rejects
+
+    def config_hint(self, reason: str) -> str | None:
+        if reason == "no_reference":
+            return (f"teacher.prompt {self.spec.prompt!r} shows a reference answer and the source rows carry none: "
+                    "set source.answer (or source.reference_solution) to the field that holds it, or use a prompt "
+                    "without a reference (cft-paper).")
+        if reason == "no_critique":
+            return ("teacher.backend is 'existing' (reuse the source's critiques) and the source rows carry no "
+                    "'critique' field: read a published CFT dataset (source.corpus: webinstruct-cft), or set "
+                    "teacher.backend to a model backend.")
+        return None
+
     def requests(self, rows: list[Row]) -> list[Request]:
-        params = self.spec.params.as_request_params()
-        return [Request.make(self.spec.model, self.render(row), params) for row in rows]
+        """One request per row (rows without a needed reference are left to :meth:`callable_rows`)."""
+        return [Request.make(self.spec.model, self.render(row), self.params) for row in self.callable_rows(rows)[0]]
 
     def submit(self, rows: list[Row]) -> None:
         if self.caller is not None:
@@ -60,8 +108,11 @@ class CritiqueStage(Stage):
     def process(self, rows: list[Row]) -> StageOutput:
         if self.reuse:
             return self._reuse(rows)
+        rows, rejects = self.callable_rows(rows)
+        if rejects:
+            self.ctx.reporter.advance(self.name, len(rejects))
         results = self.caller.call(self.requests(rows))
-        out, rejects = [], []
+        out = []
         teacher = f"{self.spec.backend}:{self.spec.model}"
         for row, res in zip(rows, results, strict=True):
             new = {**row, "critique": res.text, "teacher": teacher, "critique_finish_reason": res.finish_reason,
@@ -87,7 +138,8 @@ class CritiqueStage(Stage):
     def summary(self) -> dict:
         if self.caller is None:
             return {"backend": "existing", "model": self.spec.model}
-        return {"prompt": self.spec.prompt, **caller_summary(self.caller, self.spec)}
+        return {"prompt": self.spec.prompt, "verdict_constraint": self.spec.resolved_verdict_constraint(),
+                **caller_summary(self.caller, self.spec)}
 
     def close(self) -> None:
         if self.caller:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 from cftdata.backends.base import Request
+from cftdata.errors import RecipeError
 from cftdata.prompts import SOLVE_PROMPTS, resolve_prompt
 from cftdata.rows import Reject, Row, StageOutput
+from cftdata.sources import SourceMapper
 from cftdata.stages.base import STAGES, BuildContext, Stage
 from cftdata.stages.model_calls import caller_summary, open_caller, result_problem
 
@@ -31,6 +33,14 @@ class RespondStage(Stage):
         super().__init__(ctx)
         self.spec = ctx.recipe.respond
         self.caller = None
+        if self.spec.mode == "existing":
+            self.response_field = SourceMapper(ctx.recipe).f_response
+            if self.response_field is None:
+                raise RecipeError(
+                    f"Recipe {ctx.recipe.name!r}: respond.mode is 'existing' (critique the source's own responses), "
+                    f"but no source field holds responses: corpus {ctx.recipe.source.corpus!r} maps none and "
+                    "source.response is not set. Set source.response to the field with the responses, or set "
+                    "respond.mode: generate to sample them from a model.")
         if self.spec.mode == "generate":
             self.template = resolve_prompt(self.spec.prompt, SOLVE_PROMPTS, ctx.recipe.resolve_path)
             self.caller = open_caller(self.spec, ctx, self.name)
@@ -58,6 +68,13 @@ class RespondStage(Stage):
             out.append({**row, "question_id": row["id"], "response_source": "corpus"})
         self.ctx.reporter.advance(self.name, len(rows))
         return StageOutput(out, rejects)
+
+    def config_hint(self, reason: str) -> str | None:
+        if reason == "no_response":
+            return (f"respond.mode is 'existing' and the source field {self.response_field!r} (source.response) is "
+                    "empty or absent in these rows: set source.response to the field that holds the responses, "
+                    "or set respond.mode: generate.")
+        return None
 
     @property
     def submits_ahead(self) -> bool:

@@ -51,5 +51,7 @@ class VerdictStage(Stage):
 
     def summary(self) -> dict:
         total = sum(self.counts.values())
+        parseable = self.counts["right"] + self.counts["wrong"]
         return {"rule": self.ctx.recipe.verdict.rule, "verdicts": dict(self.counts),
-                "right_ratio": round(self.counts["right"] / total, 4) if total else None}
+                "right_ratio": round(self.counts["right"] / total, 4) if total else None,
+                "parseable": parseable, "parseable_ratio": round(parseable / total, 4) if total else None}

@@ -1,0 +1,90 @@
+"""Constrained decoding of the critique's verdict line (``teacher.verdict_constraint``), by server dialect.
+
+The teacher writes its critique freely; the constraint only makes sure the text ENDS in the CFT paper's
+verdict line, ``\\nConclusion: right [END]`` or ``\\nConclusion: wrong [END]``, so the verdict rule always
+finds one. The verdict is still the teacher's: the grammar allows both words and the model picks.
+The critique body is capped at :func:`body_chars` characters (about 3 per token of ``params.max_tokens``),
+so the verdict line fits in the token budget; a teacher that concludes on its own ends there.
+
+The same pattern is sent in the request field each engine understands:
+
+``gbnf``
+    a llama.cpp grammar in ``grammar``: the in-process ``local`` backend, and ``openai`` pointed at a
+    llama.cpp server (``llama-server``, ``python -m llama_cpp.server``).
+``vllm``
+    ``structured_outputs: {regex: ...}``: vLLM >= 0.10.2 (``openai`` backend at ``vllm serve``).
+``vllm-guided``
+    ``guided_regex``: vLLM before 0.12 (the field was removed there).
+``sglang``
+    ``regex``: SGLang's OpenAI-compatible server.
+
+This module imports nothing but the registry, so the recipe can validate the name cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cftdata.registry import Registry
+
+__all__ = ["VERDICT_CONSTRAINTS", "VerdictConstraint", "body_chars", "verdict_gbnf", "verdict_regex"]
+
+#: The verdict words the line may hold (the paper's "Conclusion: right/wrong [END]").
+VERDICT_WORDS = ("right", "wrong")
+#: Characters of critique body allowed per token of ``max_tokens`` (English text runs ~4 per token).
+CHARS_PER_TOKEN = 3
+#: Tokens kept for the verdict line itself.
+VERDICT_LINE_TOKENS = 16
+#: Body cap when the recipe sets no ``max_tokens``.
+DEFAULT_BODY_CHARS = 4000
+
+
+def body_chars(max_tokens: int | None) -> int:
+    """The critique body's character cap for a token budget (at least 1 character)."""
+    if max_tokens is None:
+        return DEFAULT_BODY_CHARS
+    return max(1, CHARS_PER_TOKEN * (max_tokens - VERDICT_LINE_TOKENS))
+
+
+def verdict_gbnf(max_chars: int) -> str:
+    """A llama.cpp GBNF grammar: up to ``max_chars`` characters, then the verdict line."""
+    words = " | ".join(f'"{w}"' for w in VERDICT_WORDS)
+    return (f"root ::= body \"\\nConclusion: \" verdict \" [END]\"\n"
+            f"body ::= [^\\x00]{{1,{max_chars}}}\n"
+            f"verdict ::= {words}\n")
+
+
+def verdict_regex(max_chars: int) -> str:
+    """The same pattern as a regular expression (vLLM, SGLang)."""
+    return rf"[\s\S]{{1,{max_chars}}}\nConclusion: ({'|'.join(VERDICT_WORDS)}) \[END\]"
+
+
+@dataclass(frozen=True)
+class VerdictConstraint:
+    """A dialect: the request fields it adds, and the backends that can send them."""
+
+    name: str
+    fields: Callable[[int], dict[str, Any]]
+    backends: tuple[str, ...]
+    engines: str
+
+    def request_params(self, max_tokens: int | None) -> dict[str, Any]:
+        """The fields to add to each critique request."""
+        return self.fields(body_chars(max_tokens))
+
+
+VERDICT_CONSTRAINTS: Registry[VerdictConstraint] = Registry("verdict constraint")
+
+for _c in (
+    VerdictConstraint("gbnf", lambda n: {"grammar": verdict_gbnf(n)}, ("local", "openai"),
+                      "llama.cpp (backend local, or openai at a llama.cpp server)"),
+    VerdictConstraint("vllm", lambda n: {"structured_outputs": {"regex": verdict_regex(n)}}, ("openai",),
+                      "vLLM >= 0.10.2 (backend openai at vllm serve)"),
+    VerdictConstraint("vllm-guided", lambda n: {"guided_regex": verdict_regex(n)}, ("openai",),
+                      "vLLM < 0.12 (backend openai at vllm serve)"),
+    VerdictConstraint("sglang", lambda n: {"regex": verdict_regex(n)}, ("openai",),
+                      "SGLang (backend openai at an SGLang server)"),
+):
+    VERDICT_CONSTRAINTS.add(_c.name, _c)
