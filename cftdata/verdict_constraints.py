@@ -3,7 +3,7 @@
 The teacher writes its critique freely; the constraint only makes sure the text ENDS in the CFT paper's
 verdict line, ``\\nConclusion: right [END]`` or ``\\nConclusion: wrong [END]``, so the verdict rule always
 finds one. The verdict is still the teacher's: the grammar allows both words and the model picks.
-The critique body is capped at :func:`body_chars` characters (about 3 per token of ``params.max_tokens``),
+The critique body is capped at :func:`body_chars` characters (about 2 per token of ``params.max_tokens``),
 so the verdict line fits in the token budget; a teacher that concludes on its own ends there.
 
 The same pattern is sent in the request field each engine understands:
@@ -33,8 +33,8 @@ __all__ = ["VERDICT_CONSTRAINTS", "VerdictConstraint", "body_chars", "verdict_gb
 
 #: The verdict words the line may hold (the paper's "Conclusion: right/wrong [END]").
 VERDICT_WORDS = ("right", "wrong")
-#: Characters of critique body allowed per token of ``max_tokens`` (English text runs ~4 per token).
-CHARS_PER_TOKEN = 3
+#: Characters of critique body allowed per token of ``max_tokens`` (English prose runs ~4 per token, digit-heavy math ~2).
+CHARS_PER_TOKEN = 2
 #: Tokens kept for the verdict line itself.
 VERDICT_LINE_TOKENS = 16
 #: Body cap when the recipe sets no ``max_tokens``.
