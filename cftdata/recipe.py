@@ -138,7 +138,7 @@ class TeacherSpec(ModelSpec):
         from cftdata.verdict_constraints import VERDICT_CONSTRAINTS
 
         name = self.resolved_verdict_constraint()
-        return VERDICT_CONSTRAINTS.get(name).request_params(self.params.max_tokens) if name else {}
+        return VERDICT_CONSTRAINTS.get(name).request_params(self.params.max_tokens, self.backend) if name else {}
 
 
 class VerdictSpec(Strict):

@@ -22,9 +22,10 @@ from cftdata.errors import BackendConfigError
 
 __all__ = ["LocalLlamaBackend", "resolve_gguf"]
 
-#: Request parameters llama.cpp takes (``grammar``: GBNF text, e.g. ``teacher.verdict_constraint``).
+#: Request parameters llama.cpp takes (``grammar``: GBNF text; ``grammar_tail``: free text, then a grammar-decoded
+#: ending, see :meth:`LocalLlamaBackend._complete_with_tail`; both from ``teacher.verdict_constraint``).
 ALLOWED_PARAMS = frozenset({"temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "stop", "presence_penalty",
-                            "frequency_penalty", "repeat_penalty", "grammar"})
+                            "frequency_penalty", "repeat_penalty", "grammar", "grammar_tail"})
 
 
 @BACKENDS.register("local")
@@ -42,6 +43,7 @@ class LocalLlamaBackend(Backend):
         self.model_path = resolve_gguf(spec.model)
         self._llm = None
         self._grammars: dict[str, object] = {}
+        self._formatter = None
         self.calls = 0
 
     @property
@@ -74,8 +76,11 @@ class LocalLlamaBackend(Backend):
             return Result(error="bad_params", error_detail=f"llama.cpp does not take {sorted(unknown)}")
         if params.get("grammar") is not None:
             params["grammar"] = self._grammar(params["grammar"])
+        tail = params.pop("grammar_tail", None)
         self.calls += 1
         try:
+            if tail is not None:
+                return self._complete_with_tail(llm, request, params, tail)
             if request.is_raw:
                 out = llm.create_completion(prompt=request.prompt, **params)
             else:
@@ -90,6 +95,54 @@ class LocalLlamaBackend(Backend):
             input_tokens=int(usage.get("prompt_tokens", 0)),
             output_tokens=int(usage.get("completion_tokens", 0)),
         )
+
+    def _complete_with_tail(self, llm, request: Request, params: dict, tail: dict) -> Result:
+        """Free text until ``tail["stop"]`` (or the token budget less ``tail["max_tokens"]``), then ``tail["join"]``
+        and a continuation decoded under ``tail["grammar"]``: llama.cpp checks the grammar against the whole
+        vocabulary at every token, so only the short tail pays for it (``teacher.verdict_constraint``)."""
+        tail_tokens = int(tail["max_tokens"])
+        budget = params.get("max_tokens")
+        free = {**params, "stop": [*(params.get("stop") or []), tail["stop"]],
+                "max_tokens": max(1, budget - tail_tokens) if budget else None}
+        if request.is_raw:
+            out = llm.create_completion(prompt=request.prompt, **free)
+            body, prompt = out["choices"][0]["text"] or "", request.prompt
+        else:
+            out = llm.create_chat_completion(messages=request.message_dicts, **free)
+            body, prompt = out["choices"][0]["message"].get("content") or "", None
+        body = body.rstrip()
+        tokens = self._prompt_tokens(request.message_dicts, prompt) + llm.tokenize(
+            (body + tail["join"]).encode(), add_bos=False, special=False)
+        rest = {k: v for k, v in params.items() if k in ("temperature", "top_p", "top_k", "min_p", "seed")}
+        end = llm.create_completion(prompt=tokens, grammar=self._grammar(tail["grammar"]), max_tokens=tail_tokens,
+                                    **rest)
+        usage, end_usage = out.get("usage") or {}, end.get("usage") or {}
+        return Result(
+            text=body + tail["join"] + (end["choices"][0]["text"] or ""),
+            finish_reason=end["choices"][0].get("finish_reason"),
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)) + int(end_usage.get("completion_tokens", 0)),
+            extra={"body_finish_reason": out["choices"][0].get("finish_reason")},
+        )
+
+    def _prompt_tokens(self, messages: list[dict[str, str]], raw: str | None) -> list[int]:
+        """The tokens a chat request's prompt (the GGUF's chat template, generation prompt added) or a raw
+        prompt is read as."""
+        llm = self._llm
+        if raw is not None:
+            return llm.tokenize(raw.encode(), add_bos=True, special=True)
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template or self.spec.options.get("chat_format"):
+                raise ValueError("a grammar tail needs the chat template stored in the GGUF file "
+                                 "(options.chat_format must not be set)")
+            text = llm._model.token_get_text  # noqa: SLF001 - as llama_cpp.Llama builds its own formatter
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=text(llm.token_eos()),
+                                                  bos_token=text(llm.token_bos()))
+        rendered = self._formatter(messages=messages)
+        return llm.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
 
     def _grammar(self, text: str):
         """A llama.cpp grammar object for GBNF text (built once per text)."""

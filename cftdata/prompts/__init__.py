@@ -133,6 +133,13 @@ for _t in (
         "Solve the following math problem. Show your reasoning, then give the final answer "
         "within \\boxed{}.\n\n{{ question }}",
     ),
+    # A short-answer prompt for small models (the quickstart): fewer steps, so fewer responses hit max_tokens.
+    PromptTemplate(
+        "short",
+        "",
+        "Solve the following math problem in a few short steps, then give the final answer within \\boxed{}."
+        "\n\n{{ question }}",
+    ),
     # No template at all: the question is the whole user turn (what a base model is fed).
     PromptTemplate("raw", "", "{{ question }}"),
 ):
