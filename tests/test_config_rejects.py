@@ -129,7 +129,7 @@ def test_all_rows_without_a_reference_stop_the_build(tmp_path, teacher_server):
                      {**teacher, "prompt": "cft-reference"})
     res = run_cli("build", str(recipe))
     assert res.returncode == 2, res.stderr[-2000:]
-    assert "'critique' rejected every one of the first 16 rows as 'no_reference'" in res.stderr
+    assert "'critique' rejected every one of the first 20 rows as 'no_reference'" in res.stderr
     assert stats().total == 0
 
 

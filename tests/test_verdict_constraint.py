@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from cftdata.recipe import TeacherSpec
-from cftdata.verdict_constraints import VERDICT_CONSTRAINTS, body_chars, verdict_gbnf, verdict_regex
+from cftdata.verdict_constraints import VERDICT_CONSTRAINTS, body_chars, verdict_gbnf, verdict_regex, verdict_tail
 from cftdata.verdicts import parse_verdict
 from tests.conftest import run_cli
 from tests.servers.fault_server import FaultServer, Response, serve
@@ -35,21 +35,24 @@ def test_regex_and_grammar_have_the_verdict_line_and_the_body_cap():
     assert not rx.fullmatch("x" * 41 + "\nConclusion: right [END]")  # body capped
     g = verdict_gbnf(40)
     assert 'root ::= body "\\nConclusion: " verdict " [END]"' in g and "{1,40}" in g and '"right" | "wrong"' in g
-    assert body_chars(256) == 3 * (256 - 16) and body_chars(None) == 4000
+    assert body_chars(256) == 2 * (256 - 16) and body_chars(None) == 4000
 
 
 def test_each_dialect_names_its_request_field():
-    fields = {name: VERDICT_CONSTRAINTS.get(name).request_params(100) for name in VERDICT_CONSTRAINTS}
+    fields = {name: VERDICT_CONSTRAINTS.get(name).request_params(100, "openai") for name in VERDICT_CONSTRAINTS}
     rx = verdict_regex(body_chars(100))
     assert fields == {"gbnf": {"grammar": verdict_gbnf(body_chars(100))},
                       "vllm": {"structured_outputs": {"regex": rx}},
                       "vllm-guided": {"guided_regex": rx},
                       "sglang": {"regex": rx}}
+    # in process, llama.cpp decodes the body freely and only the verdict line under the grammar
+    assert VERDICT_CONSTRAINTS.get("gbnf").request_params(100, "local") == {"grammar_tail": verdict_tail()}
+    assert verdict_tail()["grammar"] == 'root ::= ("right" | "wrong") " [END]"\n'
 
 
 def test_auto_is_a_grammar_on_local_and_nothing_elsewhere():
     local = TeacherSpec(backend="local", model="smollm2-135m", verdict_constraint="auto", params={"max_tokens": 64})
-    assert local.resolved_verdict_constraint() == "gbnf" and "grammar" in local.verdict_constraint_params()
+    assert local.resolved_verdict_constraint() == "gbnf" and "grammar_tail" in local.verdict_constraint_params()
     for backend in ("openai", "anthropic", "existing", "none"):
         spec = TeacherSpec(backend=backend, verdict_constraint="auto")
         assert spec.resolved_verdict_constraint() is None and spec.verdict_constraint_params() == {}
