@@ -78,6 +78,7 @@ def test_reference_prompt_shows_the_reference_answer():
     assert CRITIQUE_PROMPTS.get("cft-paper").variables == {"question", "response"}
     msgs = t.render(question="What is 2+2?", response="2+2=5", reference="4")
     assert msgs[0]["content"].startswith(PAPER_SYSTEM.split(" Finally")[0])
-    assert msgs[0]["content"].endswith("compare the student's final answer with it. Finally, conclude your judgement "
-                                       "with 'Conclusion: right/wrong [END]'.")
-    assert msgs[1] == {"role": "user", "content": "Question: What is 2+2?\n\nReference answer: 4\n\nSolution: 2+2=5"}
+    assert msgs[0]["content"].endswith("Compare the student's final answer with the reference answer: if they differ, "
+                                       "the student is wrong. Finally, conclude your judgement with "
+                                       "'Conclusion: right/wrong [END]'.")
+    assert msgs[1] == {"role": "user", "content": "Question: What is 2+2?\n\nSolution: 2+2=5\n\nReference answer: 4"}

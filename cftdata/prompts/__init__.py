@@ -24,8 +24,8 @@ reproduced byte for byte:
 And one of cftdata's own:
 
 * ``cft-reference``: reference-guided critique. The paper's system text, told to compare the student's final
-  answer with the reference answer, and a user message ``Question: {q}\n\nReference answer: {ref}\n\nSolution:
-  {r}``. ``reference`` is the row's reference answer (else its reference solution); a row with neither is
+  answer with the reference answer ("if they differ, the student is wrong"), and a user message
+  ``Question: {q}\n\nSolution: {r}\n\nReference answer: {ref}``. ``reference`` is the row's reference answer (else its reference solution); a row with neither is
   rejected (``no_reference``), and a recipe that maps neither field is an error before any call. The verdict
   is still the teacher's: it is told the reference, not the verifier's status.
 """
@@ -57,11 +57,12 @@ CFT_SYSTEM_BATCH = CFT_SYSTEM_PAPER.replace("solve a question", "solve the a que
 
 #: ``cft-reference``: the paper's system text, told that a reference answer comes with the question.
 CFT_SYSTEM_REFERENCE = (
-    _SYSTEM_HEAD + "his answer is correct or not. The reference answer to the question is given: compare the "
-    "student's final answer with it. Finally, conclude your judgement with 'Conclusion: right/wrong [END]'."
+    _SYSTEM_HEAD + "his answer is correct or not. Compare the student's final answer with the reference answer: "
+    "if they differ, the student is wrong. Finally, conclude your judgement with 'Conclusion: right/wrong [END]'."
 )
-CFT_USER_REFERENCE = ("Question: {{ question }}\n\nReference answer: {{ reference }}\n\n"
-                      "Solution: {{ response }}")
+#: The reference comes last, next to where the critique starts (measured on the quickstart with SmolLM2-135M:
+#: 16 of 20 verdicts right about a response whose correctness is known, against 12 with the reference first).
+CFT_USER_REFERENCE = "Question: {{ question }}\n\nSolution: {{ response }}\n\nReference answer: {{ reference }}"
 
 #: The instruction of the paper's Alpaca triple (TIGER-Lab/WebInstruct-CFT).
 CFT_INSTRUCTION = "Please critique whether the following solution to the question is correct."
