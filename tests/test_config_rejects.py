@@ -117,7 +117,7 @@ def test_reference_prompt_shows_the_reference_and_rejects_rows_without_one(tmp_p
     assert stats().total == 5
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["prompts"]["teacher"]["name"] == "cft-reference"
-    assert "Reference answer: {{ reference }}" in manifest["prompts"]["teacher"]["user"]
+    assert "Reference answer: {{ reference_answer }}" in manifest["prompts"]["teacher"]["user"]
     card = (out / "README.md").read_text()
     assert "Teacher prompt (`cft-reference`)" in card
 

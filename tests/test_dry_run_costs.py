@@ -141,7 +141,7 @@ def test_dry_run_cost_matches_the_hand_computation(path, monkeypatch):
     tokens_in = 0
     for i in e.teacher_rows:
         response = "" if e.generated else rows[i][e.response]
-        ref = {"reference": rows[i][e.reference]} if e.reference else {}
+        ref = {"reference_answer": rows[i][e.reference]} if e.reference else {}
         msgs = tpl.render(question=rows[i][question], response=response, **ref)
         tokens_in += sum(count_tokens(m["content"], e.model, crit["backend"]) for m in msgs) + (e.generated or 0)
     assert crit["input_tokens"] == tokens_in

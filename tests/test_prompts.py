@@ -74,9 +74,9 @@ def test_unknown_prompt_name():
 
 def test_reference_prompt_shows_the_reference_answer():
     t = CRITIQUE_PROMPTS.get("cft-reference")
-    assert t.variables == {"question", "response", "reference"}
+    assert t.variables == {"question", "response", "reference_answer"}
     assert CRITIQUE_PROMPTS.get("cft-paper").variables == {"question", "response"}
-    msgs = t.render(question="What is 2+2?", response="2+2=5", reference="4")
+    msgs = t.render(question="What is 2+2?", response="2+2=5", reference_answer="4", reference_solution="")
     assert msgs[0]["content"].startswith(PAPER_SYSTEM.split(" Finally")[0])
     assert msgs[0]["content"].endswith("Compare the student's final answer with the reference answer: if they differ, "
                                        "the student is wrong. Finally, conclude your judgement with "

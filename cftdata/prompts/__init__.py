@@ -1,8 +1,8 @@
 """Named prompt templates (critique and solve) and custom template files.
 
 A template is a system message and a Jinja user message. The critique templates receive
-``question``, ``response`` and ``reference`` (the reference answer, else the reference solution; only templates
-that use it need one); solve templates receive ``question``. A recipe names a built-in
+``question``, ``response``, ``reference_answer`` and ``reference_solution`` (rows without the ones a template
+uses are ``no_reference`` rejects); solve templates receive ``question``. A recipe names a built-in
 template (``teacher.prompt: cft-paper``) or points at a YAML file holding ``system`` and ``user``.
 
 The CFT authors used four critique prompts (../shared/reference/cft-paper.md, section 8), each
@@ -25,8 +25,8 @@ And one of cftdata's own:
 
 * ``cft-reference``: reference-guided critique. The paper's system text, told to compare the student's final
   answer with the reference answer ("if they differ, the student is wrong"), and a user message
-  ``Question: {q}\n\nSolution: {r}\n\nReference answer: {ref}``. ``reference`` is the row's reference answer (else its reference solution); a row with neither is
-  rejected (``no_reference``), and a recipe that maps neither field is an error before any call. The verdict
+  ``Question: {q}\n\nSolution: {r}\n\nReference answer: {reference_answer}``. A row without a reference answer
+  is rejected (``no_reference``), and a recipe that maps no answer field is an error before any call. The verdict
   is still the teacher's: it is told the reference, not the verifier's status.
 """
 
@@ -62,7 +62,8 @@ CFT_SYSTEM_REFERENCE = (
 )
 #: The reference comes last, next to where the critique starts (measured on the quickstart with SmolLM2-135M:
 #: 16 of 20 verdicts right about a response whose correctness is known, against 12 with the reference first).
-CFT_USER_REFERENCE = "Question: {{ question }}\n\nSolution: {{ response }}\n\nReference answer: {{ reference }}"
+CFT_USER_REFERENCE = ("Question: {{ question }}\n\nSolution: {{ response }}\n\n"
+                      "Reference answer: {{ reference_answer }}")
 
 #: The instruction of the paper's Alpaca triple (TIGER-Lab/WebInstruct-CFT).
 CFT_INSTRUCTION = "Please critique whether the following solution to the question is correct."
@@ -88,7 +89,7 @@ class PromptTemplate:
 
     @property
     def variables(self) -> frozenset[str]:
-        """The names the template reads (``question``, ``response``, ``reference``...)."""
+        """The names the template reads (``question``, ``response``, ``reference_answer``...)."""
         return frozenset(jinja2.meta.find_undeclared_variables(_env.parse(self.system))
                          | jinja2.meta.find_undeclared_variables(_env.parse(self.user)))
 
@@ -117,7 +118,7 @@ for _t in (
 ):
     CRITIQUE_PROMPTS.add(_t.name, _t)
 
-# -- cftdata's own: the teacher also sees the reference answer (``reference``) ------------------------------
+# -- cftdata's own: the teacher also sees the reference answer (``reference_answer``) -----------------------
 CRITIQUE_PROMPTS.add("cft-reference", PromptTemplate("cft-reference", CFT_SYSTEM_REFERENCE, CFT_USER_REFERENCE))
 
 for _t in (

@@ -17,6 +17,9 @@ from cftdata.sources import SourceMapper
 from cftdata.stages.base import STAGES, BuildContext, Stage
 from cftdata.stages.model_calls import caller_summary, open_caller, result_problem
 
+#: Reference fields a critique prompt may show -> the recipe key that maps them.
+REFERENCE_FIELDS = {"reference_answer": "source.answer", "reference_solution": "source.reference_solution"}
+
 
 @STAGES.register("critique")
 class CritiqueStage(Stage):
@@ -38,31 +41,24 @@ class CritiqueStage(Stage):
         self.spec = ctx.recipe.teacher
         self.reuse = self.spec.backend == "existing"
         self.template = resolve_prompt(self.spec.prompt, CRITIQUE_PROMPTS, ctx.recipe.resolve_path)
-        self.needs_reference = not self.reuse and "reference" in self.template.variables
-        if self.needs_reference:
-            mapper = SourceMapper(ctx.recipe)
-            if mapper.f_answer is None and mapper.f_solution is None:
-                raise RecipeError(
-                    f"Recipe {ctx.recipe.name!r}: teacher.prompt {self.spec.prompt!r} shows the teacher the reference "
-                    f"answer, but no source field holds one: corpus {ctx.recipe.source.corpus!r} maps none and "
-                    "neither source.answer nor source.reference_solution is set. Set one of them, or use a prompt "
-                    "without a reference (cft-paper).")
+        #: The reference fields the prompt shows (``reference_answer``, ``reference_solution``): rows need them.
+        self.needs = sorted(set() if self.reuse else self.template.variables & set(REFERENCE_FIELDS))
+        mapper = SourceMapper(ctx.recipe)
+        mapped = {"reference_answer": mapper.f_answer or (mapper.f_solution and mapper.corpus.answer_rule),
+                  "reference_solution": mapper.f_solution}
+        unmapped = [REFERENCE_FIELDS[k] for k in self.needs if not mapped[k]]
+        if unmapped:
+            raise RecipeError(
+                f"Recipe {ctx.recipe.name!r}: teacher.prompt {self.spec.prompt!r} shows the teacher the "
+                f"{' and '.join(self.needs)}, but no source field holds it: corpus {ctx.recipe.source.corpus!r} maps "
+                f"none and {' / '.join(unmapped)} is not set. Set it, or use a prompt without a reference (cft-paper).")
         self.params = {**self.spec.params.as_request_params(), **self.spec.verdict_constraint_params()}
         self.caller = None if self.reuse else open_caller(self.spec, ctx, self.name)
 
-    @staticmethod
-    def reference(row: Row) -> str | None:
-        """What the teacher is shown as the reference: the reference answer, else the reference solution."""
-        for key in ("reference_answer", "reference_solution"):
-            if (row.get(key) or "").strip():
-                return row[key]
-        return None
-
     def render(self, row: Row) -> list[dict[str, str]]:
-        values = {"question": row["question"], "response": row["response"]}
-        if self.needs_reference:
-            values["reference"] = self.reference(row)
-        return self.template.render(**values)
+        return self.template.render(question=row["question"], response=row["response"],
+                                    reference_answer=row.get("reference_answer") or "",
+                                    reference_solution=row.get("reference_solution") or "")
 
     @property
     def min_shard_rows(self) -> int | None:
@@ -73,14 +69,16 @@ class CritiqueStage(Stage):
         return self.caller is not None and self.caller.backend.submits_ahead
 
     def callable_rows(self, rows: list[Row]) -> tuple[list[Row], list[Reject]]:
-        """The rows the teacher can be asked about, and rejects for the others (no reference to show)."""
-        if not self.needs_reference:
+        """The rows the teacher can be asked about, and rejects for the others (a reference the prompt shows is
+        missing)."""
+        if not self.needs:
             return rows, []
         ok, rejects = [], []
         for row in rows:
-            if self.reference(row) is None:
+            missing = [k for k in self.needs if not (row.get(k) or "").strip()]
+            if missing:
                 rejects.append(Reject(row["id"], self.name, "no_reference",
-                                      f"teacher.prompt {self.spec.prompt!r} needs a reference answer; the row has none",
+                                      f"teacher.prompt {self.spec.prompt!r} shows the {missing[0]}; the row has none",
                                       row))
             else:
                 ok.append(row)
