@@ -136,6 +136,15 @@ def _verdicts(stages: dict[str, Any]) -> list[dict[str, Any]]:
             for k, v in sorted(verdicts.items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))]
 
 
+def parseable_text(stages: dict[str, Any]) -> str | None:
+    """"P of N (x%)": critiques whose verdict the rule could read (right or wrong), of those judged."""
+    v = stages.get("verdict") or {}
+    total = sum((v.get("verdicts") or {}).values())
+    if not total or "parseable" not in v:
+        return None
+    return f"{v['parseable']} of {total} ({_pct(v['parseable'], total)})"
+
+
 def _agreement(stages: dict[str, Any]) -> dict[str, Any] | None:
     agr = stages.get("agreement")
     if not agr:
@@ -302,6 +311,8 @@ def render_card(manifest: dict[str, Any], *, repo_id: str | None = None, config:
         verdicts=verdict_rows,
         verdict_summary=", ".join(f"{r['verdict']} {r['rows']} ({r['share']})" for r in verdict_rows) or "n/a",
         right_ratio=(stages.get("verdict") or {}).get("right_ratio"),
+        parseable=parseable_text(stages),
+        verdict_constraint=(stages.get("critique") or {}).get("verdict_constraint"),
         verify=stages.get("verify"),
         agreement=_agreement(stages),
         dedup=_flat(stages.get("dedup"), skip=("exact_keys", "band_keys", "lsh_rows", "index_bytes", "index_mb",

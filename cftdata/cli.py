@@ -118,6 +118,8 @@ def _build_one(rec, recipe: str, overrides: tuple[str, ...], limit: int | None, 
         click.echo(f"resumed an interrupted build: {resume['answers_from_cache']} answers recovered from the "
                    f"cache, {resume['sent']} requests sent, of which {resume['resent']} had been sent before without "
                    "an answer stored (in flight when it stopped, or failed)")
+    for line in _quality_lines(m["stages"]):
+        click.echo(line)
     if rec.hub is not None:
         from cftdata.publish import push_build
 
@@ -145,6 +147,22 @@ def check(recipe: str, overrides: tuple[str, ...]) -> None:
     failed = [c for c in checks if c.ok is False]
     if failed:
         _fail(f"{len(failed)} of {len(checks)} model endpoints failed the check (see above).", 1)
+def _quality_lines(stages: dict) -> list[str]:
+    """The build summary's quality lines: parseable verdicts, and the teacher-vs-verifier agreement table."""
+    from cftdata.card import parseable_text
+
+    lines = []
+    parseable = parseable_text(stages)
+    if parseable:
+        constraint = (stages.get("critique") or {}).get("verdict_constraint")
+        lines.append(f"parseable verdicts: {parseable}" + (f" (verdict constraint {constraint})" if constraint else ""))
+    agr = stages.get("agreement")
+    if agr:
+        ratio = "n/a" if agr.get("agreement") is None else f"{100 * agr['agreement']:.1f}%"
+        cells = ", ".join(f"{k} {v}" for k, v in (agr.get("table") or {}).items())
+        lines.append(f"teacher vs verifier: agree on {ratio} of {agr.get('decided', 0)} decided rows ({cells}; "
+                     f"undecided {agr.get('undecided', 0)})")
+    return lines
 
 
 def _register_commands() -> None:

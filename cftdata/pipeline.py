@@ -38,7 +38,7 @@ from cftdata.recipe import Recipe
 from cftdata.rows import CANONICAL_KEYS
 from cftdata.sources import preflight, read_source
 from cftdata.stages import STAGE_ORDER, STAGES
-from cftdata.stages.base import BuildContext, Stage
+from cftdata.stages.base import BuildContext, ConfigRejectGuard, Stage
 from cftdata.writer import RejectWriter, RollingParquetWriter, defer_pandas, read_parquet, to_table
 
 CANONICAL_SCHEMA = {k: pa.string() for k in CANONICAL_KEYS}
@@ -153,6 +153,7 @@ class Build:
         #: Set when this run resumes an interrupted one: what it found (see :meth:`_resume_info`).
         self.resumed: dict[str, Any] | None = None
         self._cache: RequestCache | None = None
+        self.guard = ConfigRejectGuard()
 
     def _count(self, name: str) -> StageCount:
         return self.counts.setdefault(name, StageCount())
@@ -305,6 +306,7 @@ class Build:
             c.rows_in += len(rows) * st.fanout
             c.rows_out += len(out.rows)
             c.rejected += len(out.rejects)
+            self.guard.observe(st, len(rows) * st.fanout, out)
             self._reject(out.rejects, rejects)
             rows = out.rows
             if rejects is not None:

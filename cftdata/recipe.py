@@ -139,6 +139,40 @@ class TeacherSpec(ModelSpec):
     prompt: str = Field(default="cft-paper", description="critique prompt name or a YAML template file")
     label: str | None = Field(
         default=None, description="this teacher's name in rows, ids and reports (default: backend:model)")
+    verdict_constraint: str | None = Field(
+        default=None, description="constrain the critique to end in 'Conclusion: right/wrong [END]': auto (llama.cpp "
+                                  "grammar on the local backend, none elsewhere), gbnf, vllm, vllm-guided, sglang "
+                                  "(see cftdata.verdict_constraints)")
+
+    @model_validator(mode="after")
+    def _constraint_fits_backend(self) -> TeacherSpec:
+        from cftdata.verdict_constraints import VERDICT_CONSTRAINTS
+
+        name = self.verdict_constraint
+        if name in (None, "auto"):
+            return self
+        if name not in VERDICT_CONSTRAINTS:
+            raise ValueError(f"verdict_constraint: unknown {name!r}; use auto, "
+                             f"{', '.join(VERDICT_CONSTRAINTS.names())} (or leave it out)")
+        c = VERDICT_CONSTRAINTS.get(name)
+        if self.backend not in ("existing", "none") and self.backend not in c.backends:
+            raise ValueError(f"verdict_constraint {name!r} is for {c.engines}; teacher.backend {self.backend!r} "
+                             f"cannot send it (use auto, or a backend among {', '.join(c.backends)})")
+        return self
+
+    def resolved_verdict_constraint(self) -> str | None:
+        """The verdict constraint dialect in effect: ``auto`` is ``gbnf`` on ``local`` and none elsewhere."""
+        name = self.verdict_constraint
+        if name == "auto":
+            name = "gbnf" if self.backend == "local" else None
+        return None if self.backend in ("existing", "none") else name
+
+    def verdict_constraint_params(self) -> dict[str, Any]:
+        """The request fields of the verdict constraint in effect (none: ``{}``)."""
+        from cftdata.verdict_constraints import VERDICT_CONSTRAINTS
+
+        name = self.resolved_verdict_constraint()
+        return VERDICT_CONSTRAINTS.get(name).request_params(self.params.max_tokens, self.backend) if name else {}
 
 
 #: Union tags of "one mapping or a list of them" fields (left out of the key paths in error messages).

@@ -55,7 +55,7 @@ def test_quickstart_output_is_the_papers_alpaca_format(quickstart):
     assert row["verdict"] in {"right", "wrong", "unknown"}
     assert row["teacher"] == "local:smollm2-135m" and row["response_source"] == "local:smollm2-135m"
     assert manifest["usage"]["critique"]["calls_made"] == df.height
-    assert manifest["recipe"]["teacher"]["prompt"] == "cft-paper"
+    assert manifest["recipe"]["teacher"]["prompt"] == "cft-reference"
     assert "llama-cpp-python" in manifest["versions"]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "Conclusion: right/wrong [END]" in card and "load_dataset" in card

@@ -47,6 +47,7 @@ class Expect:
     generated: int | None = None  # a response generated with this many max_tokens (not read from the row)
     respond_calls: int = 0
     solve_prompt: str | None = None
+    reference: str | None = None  # the fixture field the teacher is shown as the reference (cft-reference)
 
 
 # webinstruct.yaml and the recipes extending it: the released script's prompt (cft-script)
@@ -57,7 +58,8 @@ BATCH_CRITIQUE = dict(prompt="cft-batch", discount=BATCH)
 EXPECTED: dict[str, Expect] = {
     # local SmolLM2 as generator and teacher: 20 problems, 20 responses, 20 critiques, nothing paid
     "recipes/quickstart.yaml": Expect(None, teacher_rows=list(range(20)), model="smollm2-135m", price=None,
-                                      max_tokens=512, generated=256, respond_calls=20, solve_prompt="plain"),
+                                      max_tokens=160, generated=256, respond_calls=20, solve_prompt="short",
+                                      prompt="cft-reference", reference="answer"),
     "recipes/webinstruct.yaml": Expect(**WEBINSTRUCT),
     # existing critiques re-selected / sampled: no call
     "recipes/webinstruct-cft-reselect.yaml": Expect("webinstruct_cft.jsonl", teacher_rows=[], price=None),
@@ -238,7 +240,8 @@ def test_dry_run_cost_matches_the_hand_computation(path, monkeypatch):
     tokens_in = 0
     for i in e.teacher_rows:
         response = "" if e.generated else rows[i][e.response]
-        msgs = tpl.render(question=rows[i][question], response=response)
+        ref = {"reference_answer": rows[i][e.reference]} if e.reference else {}
+        msgs = tpl.render(question=rows[i][question], response=response, **ref)
         tokens_in += sum(count_tokens(m["content"], e.model, crit["backend"]) for m in msgs) + (e.generated or 0)
     assert crit["input_tokens"] == tokens_in
     assert crit["output_tokens"] == len(e.teacher_rows) * e.max_tokens

@@ -70,3 +70,15 @@ def test_bad_template_files(tmp_path, body, msg):
 def test_unknown_prompt_name():
     with pytest.raises(RecipeError, match="cft-paper"):
         resolve_prompt("cft-papr", CRITIQUE_PROMPTS)
+
+
+def test_reference_prompt_shows_the_reference_answer():
+    t = CRITIQUE_PROMPTS.get("cft-reference")
+    assert t.variables == {"question", "response", "reference_answer"}
+    assert CRITIQUE_PROMPTS.get("cft-paper").variables == {"question", "response"}
+    msgs = t.render(question="What is 2+2?", response="2+2=5", reference_answer="4", reference_solution="")
+    assert msgs[0]["content"].startswith(PAPER_SYSTEM.split(" Finally")[0])
+    assert msgs[0]["content"].endswith("Compare the student's final answer with the reference answer: if they differ, "
+                                       "the student is wrong. Finally, conclude your judgement with "
+                                       "'Conclusion: right/wrong [END]'.")
+    assert msgs[1] == {"role": "user", "content": "Question: What is 2+2?\n\nSolution: 2+2=5\n\nReference answer: 4"}

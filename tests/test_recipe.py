@@ -27,7 +27,8 @@ teacher: {backend: openai, model: gpt-4o-mini, params: {temperature: 0.3, max_to
 
 def test_quickstart_recipe_validates():
     r = load_recipe(ROOT / "recipes" / "quickstart.yaml")
-    assert r.teacher.prompt == "cft-paper"
+    assert r.teacher.prompt == "cft-reference" and r.teacher.verdict_constraint == "auto"
+    assert r.verify is not None and r.agreement is not None  # the teacher-vs-verifier table is on
     assert r.respond.mode == "generate" and r.respond.params.temperature > 0
     assert r.output_dir.as_posix() == "outputs/quickstart"
 
@@ -104,7 +105,8 @@ def test_bad_set_syntax_exit_2(tmp_path):
 def test_missing_api_key_is_clear_before_any_work(tmp_path):
     (tmp_path / "data.jsonl").write_text('{"problem": "1+1?"}\n')
     p = write(tmp_path, BASE)
-    res = run_cli("build", str(p), "--set", "respond.mode=existing", env={"OPENAI_API_KEY": ""})
+    res = run_cli("build", str(p), "--set", "respond.mode=existing", "--set", "source.response=problem",
+                  env={"OPENAI_API_KEY": ""})
     assert res.returncode == 2
     assert "OPENAI_API_KEY" in res.stderr and "Traceback" not in res.stderr
 

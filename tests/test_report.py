@@ -98,6 +98,8 @@ def make_build(root: Path, base_url: str, cache_dir: Path, *, n: int = 40, fmt: 
                  "source.response=response", "source.answer=answer", "teacher.backend=openai",
                  f"teacher.model={teacher_model}", f"teacher.base_url={base_url}", f"teacher.api_key_env={KEY_ENV}",
                  f"cache.dir={cache_dir}"]
+    if not quality:  # the quickstart's own verify and agreement sections off
+        overrides += ["verify=null", "agreement=null"]
     if quality:
         overrides += ["verify={answer_rule: boxed, workers: 1}", "agreement={}", "dedup={}",
                       f"decontaminate={{data_dir: {SHARED_DATA}, benchmarks: [math500]}}"]

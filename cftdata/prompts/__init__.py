@@ -1,7 +1,8 @@
 """Named prompt templates (critique and solve) and custom template files.
 
 A template is a system message and a Jinja user message. The critique templates receive
-``question`` and ``response``; solve templates receive ``question``. A recipe names a built-in
+``question``, ``response``, ``reference_answer`` and ``reference_solution`` (rows without the ones a template
+uses are ``no_reference`` rejects); solve templates receive ``question``. A recipe names a built-in
 template (``teacher.prompt: cft-paper``) or points at a YAML file holding ``system`` and ``user``.
 
 The CFT authors used four critique prompts (../shared/reference/cft-paper.md, section 8), each
@@ -19,6 +20,14 @@ reproduced byte for byte:
 * ``cft-batch-alpaca``: the GPT-4o-mini teacher ablation (``generate_wi_mini_80k_batch_data.py``): the
   batch system text, and the training-format input ``Question:\n{q}\n\nSolution:\n{r}`` as the user
   message.
+
+And one of cftdata's own:
+
+* ``cft-reference``: reference-guided critique. The paper's system text, told to compare the student's final
+  answer with the reference answer ("if they differ, the student is wrong"), and a user message
+  ``Question: {q}\n\nSolution: {r}\n\nReference answer: {reference_answer}``. A row without a reference answer
+  is rejected (``no_reference``), and a recipe that maps no answer field is an error before any call. The verdict
+  is still the teacher's: it is told the reference, not the verifier's status.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.meta
 import yaml
 
 from cftdata.errors import RecipeError
@@ -44,6 +54,16 @@ CFT_SYSTEM_PAPER = _SYSTEM_HEAD + "his answer" + _SYSTEM_TAIL
 CFT_SYSTEM_SCRIPT = _SYSTEM_HEAD + "his solution" + _SYSTEM_TAIL
 #: The system text of the authors' Batch-API runs, typo ("solve the a question") included.
 CFT_SYSTEM_BATCH = CFT_SYSTEM_PAPER.replace("solve a question", "solve the a question")
+
+#: ``cft-reference``: the paper's system text, told that a reference answer comes with the question.
+CFT_SYSTEM_REFERENCE = (
+    _SYSTEM_HEAD + "his answer is correct or not. Compare the student's final answer with the reference answer: "
+    "if they differ, the student is wrong. Finally, conclude your judgement with 'Conclusion: right/wrong [END]'."
+)
+#: The reference comes last, next to where the critique starts (measured on the quickstart with SmolLM2-135M:
+#: 16 of 20 verdicts right about a response whose correctness is known, against 12 with the reference first).
+CFT_USER_REFERENCE = ("Question: {{ question }}\n\nSolution: {{ response }}\n\n"
+                      "Reference answer: {{ reference_answer }}")
 
 #: The instruction of the paper's Alpaca triple (TIGER-Lab/WebInstruct-CFT).
 CFT_INSTRUCTION = "Please critique whether the following solution to the question is correct."
@@ -66,6 +86,12 @@ class PromptTemplate:
     name: str
     system: str
     user: str
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The names the template reads (``question``, ``response``, ``reference_answer``...)."""
+        return frozenset(jinja2.meta.find_undeclared_variables(_env.parse(self.system))
+                         | jinja2.meta.find_undeclared_variables(_env.parse(self.user)))
 
     def render(self, **values: str) -> list[dict[str, str]]:
         """Chat messages for one request."""
@@ -92,6 +118,9 @@ for _t in (
 ):
     CRITIQUE_PROMPTS.add(_t.name, _t)
 
+# -- cftdata's own: the teacher also sees the reference answer (``reference_answer``) -----------------------
+CRITIQUE_PROMPTS.add("cft-reference", PromptTemplate("cft-reference", CFT_SYSTEM_REFERENCE, CFT_USER_REFERENCE))
+
 for _t in (
     # The evaluation prompt of the paper ("qwen25-math-cot"): also a good solve prompt.
     PromptTemplate(
@@ -105,6 +134,13 @@ for _t in (
         "",
         "Solve the following math problem. Show your reasoning, then give the final answer "
         "within \\boxed{}.\n\n{{ question }}",
+    ),
+    # A short-answer prompt for small models (the quickstart): fewer steps, so fewer responses hit max_tokens.
+    PromptTemplate(
+        "short",
+        "",
+        "Solve the following math problem in a few short steps, then give the final answer within \\boxed{}."
+        "\n\n{{ question }}",
     ),
     # No template at all: the question is the whole user turn (what a base model is fed).
     PromptTemplate("raw", "", "{{ question }}"),

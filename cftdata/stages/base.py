@@ -90,6 +90,11 @@ class Stage(ABC):
     def submit(self, rows: list[Row]) -> None:  # noqa: B027 - optional hook
         """Start the work :meth:`process` will need for these rows, without waiting for it."""
 
+    def config_hint(self, reason: str) -> str | None:
+        """For a reject reason that, on every row, means a recipe mistake rather than bad rows (``no_response``
+        with ``respond.mode: existing``...): what to set in the recipe. None: a per-row reason."""
+        return None
+
     def summary(self) -> dict[str, Any]:
         """Stage-specific numbers for the manifest."""
         return {}
@@ -102,3 +107,44 @@ STAGES: Registry[type[Stage]] = Registry("stage")
 
 #: The order rows flow through the per-shard stages. Cheap filters run before paid model calls.
 STAGE_ORDER: list[str] = ["dedup", "decontaminate", "respond", "verify", "critique", "verdict", "agreement", "panel", "refine"]
+
+
+#: Rows a stage must have rejected, all for one configuration reason, before :class:`ConfigRejectGuard` stops.
+GUARD_ROWS = 16
+
+
+class ConfigRejectGuard:
+    """Stops a build whose first rows at a stage are ALL rejected for one configuration reason.
+
+    A stage names such reasons with :meth:`Stage.config_hint`. While no row has come out of a stage and every
+    reject so far has the same configuration reason, the guard counts; at :data:`GUARD_ROWS` rows it raises a
+    :class:`~cftdata.errors.RecipeError` naming the recipe key to set (exit 2). The stages run in order on
+    each shard, so later (paid) stages never see those rows. One row out, or one other reason, and the guard
+    stands down for that stage: per-row problems stay per-row rejects.
+    """
+
+    def __init__(self, rows: int = GUARD_ROWS) -> None:
+        self.rows = rows
+        self.seen: dict[str, int] = {}
+        self.reasons: dict[str, set[str]] = {}
+        self.done: set[str] = set()
+
+    def observe(self, stage: Stage, rows_in: int, out: StageOutput) -> None:
+        name = stage.name
+        if name in self.done or rows_in == 0:
+            return
+        reasons = self.reasons.setdefault(name, set())
+        reasons.update(r.reason for r in out.rejects)
+        if out.rows or len(reasons) != 1 or stage.config_hint(next(iter(reasons))) is None:
+            self.done.add(name)
+            return
+        self.seen[name] = self.seen.get(name, 0) + rows_in
+        if self.seen[name] >= self.rows:
+            from cftdata.errors import RecipeError
+
+            reason = next(iter(reasons))
+            detail = out.rejects[0].detail
+            raise RecipeError(
+                f"Stage {name!r} rejected every one of the first {self.seen[name]} rows as {reason!r} ({detail}): "
+                f"that is the recipe, not the rows. {stage.config_hint(reason)} Stopped before any later stage "
+                f"(no critique was requested for these rows); nothing was published.")

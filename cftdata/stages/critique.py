@@ -15,18 +15,23 @@ has none), so a reference-guided critique prompt is a template like any other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from cftdata.backends.base import Request
 from cftdata.backends.caller import ModelCaller
+from cftdata.errors import RecipeError
 from cftdata.prompts import CRITIQUE_PROMPTS, PromptTemplate, resolve_prompt
 from cftdata.recipe import TeacherSpec, model_label
 from cftdata.rows import Reject, Row, StageOutput, id_part
+from cftdata.sources import SourceMapper
 from cftdata.stages.base import STAGES, BuildContext, Stage
 from cftdata.stages.model_calls import caller_summary, open_caller, result_problem
+
+#: Reference fields a critique prompt may show -> the recipe key that maps them.
+REFERENCE_FIELDS = {"reference_answer": "source.answer", "reference_solution": "source.reference_solution"}
 
 
 @dataclass
@@ -38,6 +43,9 @@ class Teacher:
     id_suffix: str
     template: PromptTemplate
     caller: ModelCaller | None = None
+    key: str = "teacher"  #: its recipe key (``teacher`` or ``teacher.<i>``), named in messages
+    needs: list[str] = field(default_factory=list)  #: the reference fields its prompt shows
+    params: dict[str, Any] = field(default_factory=dict)  #: request params, verdict constraint included
 
 
 @STAGES.register("critique")
@@ -61,13 +69,26 @@ class CritiqueStage(Stage):
         super().__init__(ctx)
         self.many = isinstance(ctx.recipe.teacher, list)
         self.teachers: list[Teacher] = []
+        mapper = SourceMapper(ctx.recipe)
+        mapped = {"reference_answer": mapper.f_answer or (mapper.f_solution and mapper.corpus.answer_rule),
+                  "reference_solution": mapper.f_solution}
         for i, spec in enumerate(ctx.recipe.teachers):
             label = model_label(spec)
+            key = f"teacher.{i}" if self.many else "teacher"
             t = Teacher(spec, label, f".{id_part(label)}" if self.many else "",
-                        resolve_prompt(spec.prompt, CRITIQUE_PROMPTS, ctx.recipe.resolve_path))
+                        resolve_prompt(spec.prompt, CRITIQUE_PROMPTS, ctx.recipe.resolve_path), key=key)
             if spec.backend != "existing":
-                t.caller = open_caller(spec, ctx, f"{self.name}:{label}" if self.many else self.name,
-                                       f"teacher.{i}" if self.many else "teacher")
+                #: The reference fields the prompt shows (``reference_answer``, ``reference_solution``): rows need them.
+                t.needs = sorted(t.template.variables & set(REFERENCE_FIELDS))
+                unmapped = [REFERENCE_FIELDS[k] for k in t.needs if not mapped[k]]
+                if unmapped:
+                    raise RecipeError(
+                        f"Recipe {ctx.recipe.name!r}: {key}.prompt {spec.prompt!r} shows the teacher the "
+                        f"{' and '.join(t.needs)}, but no source field holds it: corpus {ctx.recipe.source.corpus!r} "
+                        f"maps none and {' / '.join(unmapped)} is not set. Set it, or use a prompt without a reference "
+                        "(cft-paper).")
+                t.params = {**spec.params.as_request_params(), **spec.verdict_constraint_params()}
+                t.caller = open_caller(spec, ctx, f"{self.name}:{label}" if self.many else self.name, key)
             self.teachers.append(t)
 
     @staticmethod
@@ -92,9 +113,39 @@ class CritiqueStage(Stage):
     def submits_ahead(self) -> bool:
         return any(c.backend.submits_ahead for c in self.callers)
 
+    def callable_rows(self, teacher: Teacher, rows: list[Row]) -> tuple[list[Row], list[Reject]]:
+        """The rows ``teacher`` can be asked about, and rejects for the others (a reference its prompt shows is
+        missing)."""
+        if not teacher.needs:
+            return rows, []
+        ok, rejects = [], []
+        for row in rows:
+            missing = [k for k in teacher.needs if not (row.get(k) or "").strip()]
+            if missing:
+                new = {**row, "id": row["id"] + teacher.id_suffix, "response_id": row["id"], "teacher": teacher.label}
+                rejects.append(Reject(new["id"], self.name, "no_reference",
+                                      f"{teacher.key}.prompt {teacher.spec.prompt!r} shows the {missing[0]}; the row "
+                                      "has none", new))
+            else:
+                ok.append(row)
+        return ok, rejects
+
+    def config_hint(self, reason: str) -> str | None:
+        if reason == "no_reference":
+            t = next((t for t in self.teachers if t.needs), self.teachers[0])
+            return (f"{t.key}.prompt {t.spec.prompt!r} shows a reference answer and the source rows carry none: "
+                    "set source.answer (or source.reference_solution) to the field that holds it, or use a prompt "
+                    "without a reference (cft-paper).")
+        if reason == "no_critique":
+            return ("teacher.backend is 'existing' (reuse the source's critiques) and the source rows carry no "
+                    "'critique' field: read a published CFT dataset (source.corpus: webinstruct-cft), or set "
+                    "teacher.backend to a model backend.")
+        return None
+
     def requests(self, teacher: Teacher, rows: list[Row]) -> list[Request]:
-        params = teacher.spec.params.as_request_params()
-        return [Request.make(teacher.spec.model, self.render(teacher, row), params) for row in rows]
+        """One request per row ``teacher`` can be asked about (the others are left to :meth:`callable_rows`)."""
+        return [Request.make(teacher.spec.model, self.render(teacher, row), teacher.params)
+                for row in self.callable_rows(teacher, rows)[0]]
 
     def submit(self, rows: list[Row]) -> None:
         for t in self.teachers:
@@ -105,8 +156,11 @@ class CritiqueStage(Stage):
         return StageOutput.concat(self._critique(t, rows) if t.caller else self._reuse(t, rows) for t in self.teachers)
 
     def _critique(self, t: Teacher, rows: list[Row]) -> StageOutput:
+        rows, rejects = self.callable_rows(t, rows)
+        if rejects:
+            self.ctx.reporter.advance(self.name, len(rejects))
         results = t.caller.call(self.requests(t, rows))
-        out, rejects = [], []
+        out = []
         for row, res in zip(rows, results, strict=True):
             new = {**row, "id": row["id"] + t.id_suffix, "response_id": row["id"], "critique": res.text,
                    "teacher": t.label, "critique_finish_reason": res.finish_reason,
@@ -134,7 +188,8 @@ class CritiqueStage(Stage):
     def _one_summary(self, t: Teacher) -> dict[str, Any]:
         if t.caller is None:
             return {"backend": "existing", "model": t.spec.model}
-        return {"prompt": t.spec.prompt, **caller_summary(t.caller, t.spec)}
+        return {"prompt": t.spec.prompt, "verdict_constraint": t.spec.resolved_verdict_constraint(),
+                **caller_summary(t.caller, t.spec)}
 
     def summary(self) -> dict:
         if not self.many:

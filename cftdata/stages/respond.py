@@ -18,9 +18,11 @@ import pyarrow as pa
 
 from cftdata.backends.base import Request
 from cftdata.backends.caller import ModelCaller
+from cftdata.errors import RecipeError
 from cftdata.prompts import SOLVE_PROMPTS, PromptTemplate, resolve_prompt
 from cftdata.recipe import RespondSpec, model_label
 from cftdata.rows import Reject, Row, StageOutput, id_part
+from cftdata.sources import SourceMapper
 from cftdata.stages.base import STAGES, BuildContext, Stage
 from cftdata.stages.model_calls import caller_summary, open_caller, result_problem
 
@@ -56,13 +58,21 @@ class RespondStage(Stage):
         super().__init__(ctx)
         self.many = isinstance(ctx.recipe.respond, list)
         self.generators: list[Generator] = []
+        #: The source field that holds the responses an ``existing``-mode generator critiques.
+        self.response_field = SourceMapper(ctx.recipe).f_response
         for i, spec in enumerate(ctx.recipe.generators):
             label = model_label(spec)
+            key = f"respond.{i}" if self.many else "respond"
             gen = Generator(spec, label, f".{id_part(label)}" if self.many else "")
+            if spec.mode == "existing" and self.response_field is None:
+                raise RecipeError(
+                    f"Recipe {ctx.recipe.name!r}: {key}.mode is 'existing' (critique the source's own responses), "
+                    f"but no source field holds responses: corpus {ctx.recipe.source.corpus!r} maps none and "
+                    f"source.response is not set. Set source.response to the field with the responses, or set "
+                    f"{key}.mode: generate to sample them from a model.")
             if spec.mode == "generate":
                 gen.template = resolve_prompt(spec.prompt, SOLVE_PROMPTS, ctx.recipe.resolve_path)
-                gen.caller = open_caller(spec, ctx, f"{self.name}:{label}" if self.many else self.name,
-                                         f"respond.{i}" if self.many else "respond")
+                gen.caller = open_caller(spec, ctx, f"{self.name}:{label}" if self.many else self.name, key)
             self.generators.append(gen)
 
     @property
@@ -76,6 +86,13 @@ class RespondStage(Stage):
     @property
     def fanout(self) -> int:
         return sum(g.fanout for g in self.generators)
+
+    def config_hint(self, reason: str) -> str | None:
+        if reason == "no_response":
+            return (f"respond.mode is 'existing' and the source field {self.response_field!r} (source.response) is "
+                    "empty or absent in these rows: set source.response to the field that holds the responses, "
+                    "or set respond.mode: generate.")
+        return None
 
     @property
     def submits_ahead(self) -> bool:

@@ -58,8 +58,10 @@ class VerdictStage(Stage):
 
     def summary(self) -> dict:
         total = sum(self.counts.values())
+        parseable = self.counts["right"] + self.counts["wrong"]
         out = {"rule": self.ctx.recipe.verdict.rule, "verdicts": dict(self.counts),
-               "right_ratio": round(self.counts["right"] / total, 4) if total else None}
+               "right_ratio": round(self.counts["right"] / total, 4) if total else None,
+               "parseable": parseable, "parseable_ratio": round(parseable / total, 4) if total else None}
         if self.pairs is not None:
             out["by_pair"] = self._pair_table()
         return out
