@@ -272,7 +272,11 @@ def test_the_executor_places_only_engines_that_scale_out():
     opts = ray_exec.job_options(shipped.task)
     pool = opts.pop("compute")
     assert isinstance(pool, ray.data.ActorPoolStrategy) and (pool.min_size, pool.max_size) == (8, 8)
-    assert opts == {"batch_size": 128, "num_gpus": 1, "num_cpus": 1, "batch_format": "numpy"}
+    from cftdata.executors.ray_data import ACTOR_RESTARTS
+
+    # a crashing actor is restarted a bounded number of times, then reported (never restarted forever)
+    assert opts == {"batch_size": 128, "num_gpus": 1, "num_cpus": 1, "batch_format": "numpy",
+                    "max_restarts": ACTOR_RESTARTS, "max_task_retries": ACTOR_RESTARTS}
     assert not hasattr(spec, "_run")  # run settings are no longer smuggled into model specs
 
 
