@@ -133,11 +133,24 @@ def _on_sigint(sig: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _is_cli_process() -> bool:
+    """Whether this process is the `cftdata` command itself (the console script, ``python -m cftdata.cli`` or
+    ``python -m cftdata.train``), not a program that called a command in process (a test's CliRunner, a
+    notebook): only the command may fork and exit with its child's outcome."""
+    argv0 = Path(sys.argv[0] if sys.argv and sys.argv[0] else "")
+    if argv0.name == "cftdata":
+        return True
+    try:
+        return argv0.resolve().is_relative_to(Path(__file__).resolve().parent)
+    except OSError:
+        return False
+
+
 def supervise() -> None:
     """Fork: the child returns and runs the build; the parent waits and exits with the child's outcome
     (a crash by signal becomes a one-paragraph message and exit 1). No-op where not possible or not wanted."""
     if (os.name != "posix" or not hasattr(os, "fork") or os.environ.get(ENV_SUPERVISE, "1") == "0"
-            or os.environ.get(ENV_PARENT)):
+            or os.environ.get(ENV_PARENT) or not _is_cli_process()):
         return
     fd, context = tempfile.mkstemp(prefix="cftdata-crash-", suffix=".json")
     os.close(fd)

@@ -416,3 +416,17 @@ def test_full_disk_is_a_message(tmp_path):
     assert res.returncode == 1, res.stderr[-2000:]
     msg = one_paragraph(res.stderr)
     assert "No space left on device" in msg and "rerun the same command" in msg
+
+
+def test_native_crash_in_eval_llama_path_is_a_message(tmp_path, shared_data):
+    """`cftdata eval` on a GGUF goes through the same llama.cpp backend: a real SIGSEGV there is the same
+    one-paragraph message, exit 1, not a bare exit 139."""
+    pytest.importorskip("llama_cpp", reason="the local extra (llama-cpp-python) is not installed")
+    res = run_cli("eval", "smollm2-135m", "--benchmarks", "gsm8k", "--limit", "1", "--data-dir", str(shared_data),
+                  "--max-new-tokens", "16", "--output", str(tmp_path / "smol.json"),
+                  env={"CFTDATA_TEST_CRASH_IN": "llama"}, timeout=300)
+    assert res.returncode == 1, (res.returncode, res.stderr[-2000:])
+    msg = one_paragraph(res.stderr)
+    assert "SIGSEGV" in msg and "llama.cpp" in msg and "smollm2-135m" in msg
+    assert "CFTDATA_LLAMA_EXTRA_BUFFERS=off" in msg
+    assert not (tmp_path / "smol.json").exists()

@@ -186,9 +186,11 @@ def eval_cmd(model: str, benchmarks: str, harness: str, grader: str | None, limi
     Generations are cached like every model call: rerunning an interrupted evaluation only generates what
     had not finished.
     """
+    from cftdata.supervise import supervise
     from cftdata.train.evaluate import EvalSettings, evaluate_model, format_table, resolve_benchmarks
 
     _setup_logging()
+    supervise()  # a native crash of the model runtime (llama.cpp) becomes a message, exit 1; generations are cached
     settings = EvalSettings(benchmarks=resolve_benchmarks(benchmarks), limit=limit, data_dir=data_dir,
                             backend=backend, max_new_tokens=max_new_tokens, answer_rule=answer_rule,
                             chat_template=chat_template, harness=harness, grader=grader, sample=sample, seed=seed)
