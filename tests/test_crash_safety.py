@@ -70,6 +70,13 @@ def cached(cache: Path) -> int:
         return 0
 
 
+def wait_until_cached(proc: subprocess.Popen, cache: Path, answers: int, timeout: float = 120) -> None:
+    """Wait (phase marker: answers stored, never a sleep) until the cache holds ``answers`` or ``proc`` ended."""
+    deadline = time.monotonic() + timeout
+    while cached(cache) < answers and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def published(out: Path) -> dict | None:
     """The complete build the folder holds (its manifest), checked whole: None when there is none."""
     if not (out / "manifest.json").exists():
@@ -142,9 +149,7 @@ def test_lock_of_a_killed_build_is_taken_over(tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     with serve(latency_s=0.1, plugins=[PLUGIN]) as (url, stats):
         first = start(build_args(out, src, url, cache))
-        deadline = time.monotonic() + 120
-        while cached(cache) < 6 and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_cached(first, cache, 6)
         first.send_signal(signal.SIGKILL)  # the `cftdata` process: its build child dies with it
         first.communicate(timeout=30)
         deadline = time.monotonic() + 30
@@ -278,9 +283,7 @@ def test_ctrl_c_still_exits_130_with_the_resume_hint(tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     with serve(latency_s=0.2, plugins=[PLUGIN]) as (url, stats):
         proc = start(build_args(out, src, url, cache))
-        deadline = time.monotonic() + 120
-        while cached(cache) < 3 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_cached(proc, cache, 3)
         proc.send_signal(signal.SIGINT)  # to the `cftdata` process only: it forwards it to the build
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err
@@ -291,9 +294,7 @@ def test_sigterm_to_the_cftdata_process_stops_the_build_with_a_message(tmp_path)
     out, cache = tmp_path / "out", tmp_path / "cache"
     with serve(latency_s=0.2, plugins=[PLUGIN]) as (url, stats):
         proc = start(build_args(out, src, url, cache))
-        deadline = time.monotonic() + 120
-        while cached(cache) < 3 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_cached(proc, cache, 3)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 128 + signal.SIGTERM
@@ -335,9 +336,7 @@ def test_cache_deleted_mid_build_still_finishes(tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     with serve(latency_s=0.1, plugins=[PLUGIN]) as (url, stats):
         proc = start(build_args(out, src, url, cache))
-        deadline = time.monotonic() + 120
-        while cached(cache) < 3 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_cached(proc, cache, 3)
         for p in cache.iterdir():
             p.unlink()
         _, err = proc.communicate(timeout=300)
