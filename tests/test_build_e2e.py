@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -95,14 +94,10 @@ def test_messages_and_prompt_completion_formats(quickstart, tmp_path):
 
 
 def _cached(cache: Path) -> int:
-    db = cache / "requests.sqlite"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as con:
-            return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
+    """Answers stored (in SQLite or still in a writer's journal)."""
+    from cftdata.backends.cache import count_answers
+
+    return sum(count_answers(cache).values())
 
 
 def _start_build(out: Path, cache: Path, n: int) -> subprocess.Popen:

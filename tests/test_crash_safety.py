@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from cftdata.backends.cache import count_answers
 from cftdata.buildlock import LOCK_NAME, is_locked
 from tests.conftest import ROOT, run_cli
 from tests.servers.fault_server import serve
@@ -60,14 +60,8 @@ def start(args: list[str], **more: str) -> subprocess.Popen:
 
 
 def cached(cache: Path) -> int:
-    db = cache / "requests.sqlite"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+    """Answers stored (in SQLite or still in a writer's journal)."""
+    return sum(count_answers(cache).values())
 
 
 def wait_until_cached(proc: subprocess.Popen, cache: Path, answers: int, timeout: float = 120) -> None:

@@ -562,16 +562,10 @@ def test_status_prices_pooled_tokens_per_model(tmp_path):
 
 
 def _cached(cache: Path) -> int:
-    import sqlite3
+    """Answers stored (in SQLite or still in a writer's journal)."""
+    from cftdata.backends.cache import count_answers
 
-    db = cache / "requests.sqlite"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as con:
-            return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
+    return sum(count_answers(cache).values())
 
 
 def test_fan_out_build_killed_then_rerun_makes_only_the_missing_calls(tmp_path, monkeypatch):

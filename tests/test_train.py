@@ -8,7 +8,6 @@ extras installed (README): a test whose extra is missing fails with the install 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -588,7 +587,6 @@ def test_eval_cli_runs_and_grades(tiny_model, tmp_path):
 def test_an_interrupted_eval_reruns_only_the_missing_generations(tiny_model, tmp_path):
     """Eval generations go through the request cache: kill -9 an eval mid-way, rerun it, and only the
     generations that had not finished are made; a third run makes none and gives the same outputs."""
-    import sqlite3
     import time
 
     data, cache, out = _shared(""), tmp_path / "cache", tmp_path / "e.json"
@@ -596,14 +594,10 @@ def test_an_interrupted_eval_reruns_only_the_missing_generations(tiny_model, tmp
             "--backend", "transformers", "--option", "batch_size=1", "--max-new-tokens", "32",
             "--cache-dir", str(cache), "--output", str(out)]
 
-    def cached() -> int:
-        if not (cache / "requests.sqlite").is_file():
-            return 0
-        with contextlib.closing(sqlite3.connect(cache / "requests.sqlite", timeout=30)) as db:
-            try:
-                return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            except sqlite3.OperationalError:  # the table is not created yet
-                return 0
+    def cached() -> int:  # answers stored, in SQLite or still in the writer's journal
+        from cftdata.backends.cache import count_answers
+
+        return sum(count_answers(cache).values())
 
     proc = subprocess.Popen([sys.executable, "-m", "cftdata.train", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

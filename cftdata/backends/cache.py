@@ -1,9 +1,17 @@
 """The content-addressed request cache: the single source of truth for every model answer.
 
 Key = sha256 of the rendered request (backend namespace, model, messages, sampling params, sample
-index). Only successful results are stored, each committed as it arrives (SQLite in WAL mode), so
-a rerun or a resume after Ctrl-C / kill -9 never pays for an answer twice, and failures are retried.
-The store holds answers only: no API keys, no headers.
+index). Only successful results are stored, so a rerun or a resume after Ctrl-C / kill -9 never pays
+for an answer twice, and failures are retried. The store holds answers only: no API keys, no headers.
+
+Where an answer lives: the moment it arrives it is appended to this writer's answer journal
+(:class:`AnswerJournal`, ``answers-<pid>-<n>.log`` beside the database: one ``write`` on an ``O_APPEND``
+file, which survives kill -9), and it is moved into the SQLite table (WAL mode) in batches: at most
+:data:`FLUSH_EVERY` answers or :data:`FLUSH_S` seconds after the last move, and when the cache is closed.
+One SQLite commit per answer cost more client CPU than the rest of a request together (README
+"Performance"). Lookups in this process see answers still in a journal; a later run moves journals left by
+runs that are gone into the table before its first lookup, so nothing answered is ever asked again.
+:func:`count_answers` counts both places (for ``cftdata status`` and tests).
 
 What was in flight at a kill: online backends log the key of each request as it goes out
 (:class:`SentLog`, an append-only ``sent-<pid>-<n>.keys`` file beside the database, about a microsecond a
@@ -14,17 +22,30 @@ in :attr:`RequestCache.resent`, so a resumed build can say what the interruption
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import fcntl
 import itertools
+import json
 import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
 from cftdata import killpoints
 from cftdata.backends.base import Result
 from cftdata.errors import CftdataError
+
+#: Answers kept only in a journal before they are moved into SQLite in one transaction.
+FLUSH_EVERY = 256
+#: Seconds after the last move into SQLite at which the next answer moves everything pending.
+FLUSH_S = 1.0
+
+_INSERT = "INSERT OR REPLACE INTO results (key, namespace, model, result, created) VALUES (?,?,?,?,?)"
+_IMPORT = "INSERT OR IGNORE INTO results (key, namespace, model, result, created) VALUES (?,?,?,?,?)"
 
 
 class CacheError(CftdataError):
@@ -47,6 +68,16 @@ class RequestCache:
     def __init__(self, path: Path, readonly: bool = False, check_same_thread: bool = True) -> None:
         self.path = path
         self.readonly = readonly
+        #: Requests started in an earlier run without an answer stored, sent again by this one.
+        self.resent = 0
+        self._stale: set[str] | None = None  # keys sent by runs that are gone, read on the first miss
+        self._journal: AnswerJournal | None = None  # this writer's answers not yet in SQLite (opened on the first put)
+        # Answers journaled, not yet in SQLite: every writer's in this process (a read-only view keeps its own).
+        self._pending = _Pending() if readonly else _pending_for(path)
+        self._own: list[tuple[str, str, str, str, float]] = []  # (key, ns, model, blob, created) to move
+        self._own_lock = threading.RLock()  # put and flush (an exit-time flush may come from another thread)
+        self._last_flush = time.monotonic()
+        self._imported = False
         if readonly:  # lookups only: the file must exist, nothing is created or written
             self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
                                        isolation_level=None, check_same_thread=check_same_thread)
@@ -69,9 +100,7 @@ class RequestCache:
                 "to start an empty cache (answers not in it are requested again), or set cache.dir / "
                 "$CFTDATA_CACHE_DIR to another folder."
             ) from None
-        #: Requests started in an earlier run without an answer stored, sent again by this one.
-        self.resent = 0
-        self._stale: set[str] | None = None  # keys sent by runs that are gone, read on the first miss
+        _OPEN.add(self)
 
     @classmethod
     def open(cls, directory: str | Path | None) -> RequestCache:
@@ -89,10 +118,18 @@ class RequestCache:
             return None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Result]:
+        """The stored answers among ``keys`` (those still in a journal of this process included)."""
         keys = list(dict.fromkeys(keys))
-        out: dict[str, Result] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
+        if not self._imported:
+            self._imported = True
+            if self.readonly:
+                self._pending.update_from(AnswerJournal.read_all(self.path.parent))
+            else:
+                AnswerJournal.import_dead(self.path.parent, self._db)
+        out = self._pending.lookup(keys)  # before SQLite: a batch moved meanwhile is in SQLite by then
+        rest = [k for k in keys if k not in out]
+        for i in range(0, len(rest), 500):
+            chunk = rest[i : i + 500]
             q = f"SELECT key, result FROM results WHERE key IN ({','.join('?' * len(chunk))})"
             for k, blob in self._db.execute(q, chunk):
                 out[k] = Result.from_json(blob)
@@ -115,22 +152,235 @@ class RequestCache:
         self._stale -= again
 
     def put(self, key: str, result: Result, namespace: str = "", model: str = "") -> None:
+        """Store a successful answer: durable (in the journal) when this returns; failures are not stored."""
         if not result.ok or self.readonly:
             return
-        self._db.execute(
-            "INSERT OR REPLACE INTO results (key, namespace, model, result, created) VALUES (?,?,?,?,?)",
-            (key, namespace, model, result.to_json(), time.time()),
-        )
-        killpoints.reached("answer")
+        entry = (key, namespace, model, result.to_json(), time.time())
+        with self._own_lock:
+            if self._journal is None:
+                self._journal = AnswerJournal(self.path.parent)
+            self._journal.append(entry)
+            self._pending.add(key, result)
+            self._own.append(entry)
+            killpoints.reached("answer")
+            if len(self._own) >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_S:
+                self.flush()
+
+    def flush(self) -> None:
+        """Move this writer's journaled answers into SQLite (one transaction), then empty its journal."""
+        with self._own_lock:
+            if not self._own:
+                return
+            own = self._own
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(_INSERT, own)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._own = []
+            self._last_flush = time.monotonic()
+            if self._journal is not None:
+                self._journal.clear()
+            self._pending.drop(k for k, *_ in own)
 
     def __bool__(self) -> bool:  # an empty cache is still a cache (``if cache:`` must not skip it)
         return True
 
     def __len__(self) -> int:
+        self.flush()
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
     def close(self) -> None:
-        self._db.close()
+        """Move what is journaled into SQLite and close (a journal that cannot be moved stays for the next run)."""
+        _OPEN.discard(self)
+        try:
+            if not self.readonly:
+                self.flush()
+                if self._journal is not None:
+                    self._journal.close()
+                    self._journal = None
+        finally:
+            self._db.close()
+
+
+class _Pending:
+    """Answers journaled but not yet in SQLite, by every writer of one cache file in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[str, Result] = {}
+
+    def add(self, key: str, result: Result) -> None:
+        with self._lock:
+            self._results[key] = result
+
+    def update_from(self, entries: dict[str, Result]) -> None:
+        with self._lock:
+            for k, r in entries.items():
+                self._results.setdefault(k, r)
+
+    def drop(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self._results.pop(k, None)
+
+    def lookup(self, keys: list[str]) -> dict[str, Result]:
+        """Copies of the pending answers among ``keys`` (marked cached, as answers read from SQLite are)."""
+        with self._lock:
+            found = {k: self._results[k] for k in keys if k in self._results}
+        return {k: dataclasses.replace(r, cached=True, extra=dict(r.extra)) for k, r in found.items()}
+
+
+_PENDING: dict[str, _Pending] = {}
+_PENDING_LOCK = threading.Lock()
+_OPEN: weakref.WeakSet[RequestCache] = weakref.WeakSet()
+
+
+def _pending_for(path: Path) -> _Pending:
+    key = str(path.resolve())
+    with _PENDING_LOCK:
+        return _PENDING.setdefault(key, _Pending())
+
+
+@atexit.register
+def _flush_open_caches() -> None:
+    """At a normal exit, move what open caches journaled into SQLite (a kill leaves the journal instead)."""
+    for cache in list(_OPEN):
+        try:
+            if not cache.readonly:
+                cache.flush()
+        except Exception:  # noqa: BLE001 - the journal still holds the answers: the next run moves them
+            pass
+
+
+class AnswerJournal:
+    """One writer's answers not yet moved into SQLite: ``answers-<pid>-<n>.log``, a line per answer
+    (``[key, namespace, model, created]`` as JSON, a tab, the answer's JSON), appended with ``os.write`` on an
+    ``O_APPEND`` file (it survives kill -9, not a power loss) and emptied after each move into SQLite. The
+    writer holds an exclusive ``flock`` on it while it lives, so a journal whose lock is free was left by a
+    run that is gone: :meth:`import_dead` moves it into SQLite and removes it."""
+
+    _count = itertools.count()
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"answers-{os.getpid()}-{next(self._count)}.log"
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def append(self, entry: tuple[str, str, str, str, float]) -> None:
+        key, namespace, model, blob, created = entry
+        if self._fd is not None:
+            head = json.dumps([key, namespace, model, created], ensure_ascii=False)
+            os.write(self._fd, f"{head}\t{blob}\n".encode())
+
+    def clear(self) -> None:
+        """Everything in it is in SQLite now."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self.path.unlink(missing_ok=True)
+
+    @staticmethod
+    def parse(text: str) -> list[tuple[str, str, str, str, float]]:
+        """The complete entries of a journal's text (a line cut short by a kill is skipped)."""
+        entries = []
+        for line in text.splitlines():
+            head, sep, blob = line.partition("\t")
+            if not sep:
+                continue
+            try:
+                key, namespace, model, created = json.loads(head)
+                json.loads(blob)
+            except (ValueError, TypeError):
+                continue
+            entries.append((str(key), str(namespace), str(model), blob, float(created)))
+        return entries
+
+    @staticmethod
+    def read_all(folder: Path) -> dict[str, Result]:
+        """Every journaled answer in ``folder``, live writers' too, without moving anything (a dry run's view)."""
+        out: dict[str, Result] = {}
+        for log in folder.glob("answers-*-*.log"):
+            try:
+                text = log.read_text(errors="replace")
+            except OSError:
+                continue
+            for key, _, _, blob, _ in AnswerJournal.parse(text):
+                out.setdefault(key, Result.from_json(blob))
+        return out
+
+    @staticmethod
+    def import_dead(folder: Path, db: sqlite3.Connection) -> int:
+        """Move the journals of runs that are gone (their lock is free) into SQLite; how many answers."""
+        moved = 0
+        for log in folder.glob("answers-*-*.log"):
+            try:
+                fd = os.open(log, os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue  # a live writer's journal
+            try:
+                with os.fdopen(os.dup(fd), errors="replace") as f:
+                    entries = AnswerJournal.parse(f.read())
+                if entries:
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        db.executemany(_IMPORT, entries)
+                        db.execute("COMMIT")
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
+                moved += len(entries)
+                log.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        return moved
+
+
+def count_answers(folder: str | Path) -> dict[str, int]:
+    """Answers stored in the cache folder per model: the SQLite table and the journals not yet moved into it
+    (read-only: nothing is created or moved)."""
+    folder = Path(folder)
+    db_path = folder / "requests.sqlite"
+    by_model: dict[str, int] = {}
+    journaled: dict[str, str] = {}
+    for log in folder.glob("answers-*-*.log") if folder.is_dir() else ():
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            continue
+        for key, _, model, _, _ in AnswerJournal.parse(text):
+            journaled.setdefault(key, model)
+    if db_path.is_file():
+        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            try:
+                for model, n in db.execute("SELECT model, COUNT(*) FROM results GROUP BY model"):
+                    by_model[str(model)] = int(n)
+                keys = list(journaled)
+                for i in range(0, len(keys), 500):
+                    chunk = keys[i : i + 500]
+                    q = f"SELECT key FROM results WHERE key IN ({','.join('?' * len(chunk))})"
+                    for (k,) in db.execute(q, chunk):
+                        journaled.pop(k, None)
+            except sqlite3.OperationalError:  # the table is not created yet
+                pass
+        finally:
+            db.close()
+    for model in journaled.values():
+        by_model[model] = by_model.get(model, 0) + 1
+    return by_model
 
 
 class SentLog:

@@ -77,6 +77,7 @@ class ModelCaller:
         self._ahead: set[str] = set()
         self._ahead_done: set[str] = set()
         self._ahead_failed: dict[str, Result] = {}
+        self._waiting: set[str] = set()  # keys call() waits for; the last one to finish wakes it (once)
         self._lock = threading.Condition()
         self._bg_cache: RequestCache | None = None
         self._sent_log: Any = None  # a cache.SentLog of the requests the backend sent (what a kill costs)
@@ -117,7 +118,10 @@ class ModelCaller:
                 else:
                     self._ahead_failed[key] = result
                 self._ahead_done.add(key)
-                self._lock.notify_all()
+                if key in self._waiting:
+                    self._waiting.discard(key)
+                    if not self._waiting:
+                        self._lock.notify_all()
 
         self._note_keys(missing)
         self.backend.submit(list(missing.values()), on_result)
@@ -145,11 +149,15 @@ class ModelCaller:
         """Wait for requests submitted ahead and take their results (answers from the cache)."""
         wanted = set(keys)
         with self._lock:
-            while not wanted <= self._ahead_done:
-                err = self.backend.background_error()
-                if err is not None:
-                    raise err
-                self._lock.wait(0.5)
+            self._waiting = wanted - self._ahead_done
+            try:
+                while self._waiting:
+                    err = self.backend.background_error()
+                    if err is not None:
+                        raise err
+                    self._lock.wait(0.5)
+            finally:
+                self._waiting = set()
             self._ahead -= wanted
             self._ahead_done -= wanted
             failed = {k: self._ahead_failed.pop(k) for k in wanted if k in self._ahead_failed}

@@ -104,11 +104,13 @@ def kind_of_error(error: str | None) -> str | None:
     return error
 
 
-def check_status(status: int, headers: Mapping[str, str], detail: str) -> Result | None:
-    """Apply :func:`failure_kind` to an answer: None if it succeeded, a fail-fast Result, or raise Retryable."""
+def check_status(status: int, headers: Mapping[str, str], body: bytes, reason: str) -> Result | None:
+    """Apply :func:`failure_kind` to an answer: None if it succeeded, a fail-fast Result, or raise Retryable
+    (the error body is read only for a failure)."""
     kind = failure_kind(status)
     if kind is None:
         return None
+    detail = error_message(status, body, reason)
     if kind in RETRYABLE:
         raise Retryable(kind, detail, parse_retry_after(headers), headers)
     return Result(error=f"http_{status}", error_detail=detail)
@@ -389,9 +391,8 @@ class OnlineBackend(Backend):
         bg = self._background()
         for i, r in enumerate(requests):
             with bg.cond:
-                while bg.outstanding >= self.max_ahead() and bg.error is None:
-                    bg.wake()
-                    bg.cond.wait(0.5)
+                if bg.outstanding >= self.max_ahead():
+                    bg.wait_below(self.max_ahead())
                 if bg.error is not None:
                     raise bg.error
                 bg.outstanding += 1
@@ -459,6 +460,9 @@ class _Background:
         self.queue: deque[tuple[Request, int, OnResult]] = deque()
         self.cond = threading.Condition()
         self.outstanding = 0
+        #: While a submitter is blocked: it is woken when ``outstanding`` falls to this (a batch at a time,
+        #: not one wake-up per answer).
+        self.low_water: int | None = None
         self.error: BaseException | None = None
         self._stopping = False
         self._ready = threading.Event()
@@ -472,6 +476,17 @@ class _Background:
         if self.loop is not None and self._event is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed
                 self.loop.call_soon_threadsafe(self._event.set)
+
+    def wait_below(self, high: int) -> None:
+        """Block (holding :attr:`cond`) until a quarter of ``high`` submitted requests have finished, or an
+        error stopped the loop. Called by a submitter that found ``high`` requests unfinished."""
+        self.low_water = high - max(1, high // 4)
+        try:
+            self.wake()
+            while self.outstanding > self.low_water and self.error is None:
+                self.cond.wait(0.5)
+        finally:
+            self.low_water = None
 
     def stop(self) -> None:
         self._stopping = True
@@ -515,7 +530,8 @@ class _Background:
             finally:
                 with self.cond:
                     self.outstanding -= 1
-                    self.cond.notify_all()
+                    if self.error is not None or (self.low_water is not None and self.outstanding <= self.low_water):
+                        self.cond.notify_all()
             refill()
 
         def refill() -> None:
@@ -682,7 +698,7 @@ class HTTPBackend(OnlineBackend):
         except TransportError as e:
             raise Retryable("connection", str(e)) from None
         headers = self.limit_headers(resp.headers)
-        failed = check_status(resp.status, headers, error_message(resp.status, resp.body, resp.reason))
+        failed = check_status(resp.status, headers, resp.body, resp.reason)
         if failed is not None:
             return failed, headers
         try:

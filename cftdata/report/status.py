@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cftdata.backends.cache import count_answers
 from cftdata.report.folder import BuildFolder, load_build, resume_command
 
 TOTAL_KEYS = ("total", "total_rows", "rows_total", "source_rows")
@@ -194,7 +195,7 @@ def cache_path(*infos: dict[str, Any] | None) -> tuple[Path | None, str]:
 
 
 def cache_answers(path: Path | None) -> dict[str, Any]:
-    """How many answers the cache's ``results`` table holds, per model (read-only; never creates it)."""
+    """How many answers the cache holds, per model (its table and journals; read-only, never creates it)."""
     if path is None:
         return {"path": None, "answers": None}
     out: dict[str, Any] = {"path": str(path), "answers": None}
@@ -202,15 +203,11 @@ def cache_answers(path: Path | None) -> dict[str, Any]:
         out["note"] = "does not exist yet"
         return out
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = db.execute("SELECT model, COUNT(*) FROM results GROUP BY model").fetchall()
-        finally:
-            db.close()
+        counts = count_answers(path.parent)  # the table and the journals of running (or killed) builds
     except sqlite3.Error as e:
         out["note"] = f"cannot be read ({e})"
         return out
-    out["by_model"] = {str(m): int(n) for m, n in sorted(rows, key=lambda r: -r[1])}
+    out["by_model"] = dict(sorted(counts.items(), key=lambda r: -r[1]))
     out["answers"] = sum(out["by_model"].values())
     return out
 
