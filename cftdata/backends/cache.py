@@ -10,7 +10,8 @@ file, which survives kill -9), and it is moved into the SQLite table (WAL mode) 
 :data:`FLUSH_EVERY` answers or :data:`FLUSH_S` seconds after the last move, and when the cache is closed.
 One SQLite commit per answer cost more client CPU than the rest of a request together (README
 "Performance"). Lookups in this process see answers still in a journal; a later run moves journals left by
-runs that are gone into the table before its first lookup, so nothing answered is ever asked again.
+runs that are gone into the table before its first lookup and reads those of live runs (a build sharing the
+cache), so nothing answered is ever asked again.
 :func:`count_answers` counts both places (for ``cftdata status`` and tests).
 
 What was in flight at a kill: online backends log the key of each request as it goes out
@@ -120,12 +121,11 @@ class RequestCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Result]:
         """The stored answers among ``keys`` (those still in a journal of this process included)."""
         keys = list(dict.fromkeys(keys))
-        if not self._imported:
+        if not self._imported:  # journals of runs that are gone move into SQLite; live runs' are read as they are
             self._imported = True
-            if self.readonly:
-                self._pending.update_from(AnswerJournal.read_all(self.path.parent))
-            else:
+            if not self.readonly:
                 AnswerJournal.import_dead(self.path.parent, self._db)
+            self._pending.update_from(AnswerJournal.read_all(self.path.parent))
         out = self._pending.lookup(keys)  # before SQLite: a batch moved meanwhile is in SQLite by then
         rest = [k for k in keys if k not in out]
         for i in range(0, len(rest), 500):
@@ -246,13 +246,51 @@ def _pending_for(path: Path) -> _Pending:
 
 @atexit.register
 def _flush_open_caches() -> None:
-    """At a normal exit, move what open caches journaled into SQLite (a kill leaves the journal instead)."""
+    """At a normal exit, close the caches left open: what they journaled moves into SQLite and their journals go
+    (a kill leaves the journal instead, for the next run)."""
     for cache in list(_OPEN):
         try:
-            if not cache.readonly:
-                cache.flush()
+            cache.close()
         except Exception:  # noqa: BLE001 - the journal still holds the answers: the next run moves them
             pass
+
+
+def _create_locked_log(folder: Path, prefix: str, ext: str, counter: itertools.count) -> tuple[Path, int]:
+    """A new ``<prefix>-<pid>-<n>.<ext>`` file in ``folder``, opened for appending and ``flock``-ed for as long
+    as this process lives (the kernel drops the lock at its death, so a free lock means its writer is gone).
+    It is locked under a hidden name first and then linked to its name, so no other process ever sees it
+    unlocked; the link fails on a name that exists, so a file a dead run left under a recycled pid is never
+    reused (and so never emptied before its answers are moved). A file system without hard links gets the
+    name created directly (exclusively too), locked a moment later."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{prefix}-{os.getpid()}-{threading.get_ident()}.new"
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        linkable = True
+        while True:
+            path = folder / f"{prefix}-{os.getpid()}-{next(counter)}.{ext}"
+            try:
+                if linkable:
+                    os.link(staging, path)
+                    return path, fd
+                direct = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            except FileExistsError:
+                continue
+            except OSError:
+                if not linkable:
+                    raise
+                linkable = False
+                continue
+            os.close(fd)
+            fd = direct
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return path, fd
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 class AnswerJournal:
@@ -265,10 +303,8 @@ class AnswerJournal:
     _count = itertools.count()
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"answers-{os.getpid()}-{next(self._count)}.log"
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.path, fd = _create_locked_log(folder, "answers", "log", self._count)
+        self._fd: int | None = fd
 
     def append(self, entry: tuple[str, str, str, str, float]) -> None:
         key, namespace, model, blob, created = entry
@@ -305,7 +341,7 @@ class AnswerJournal:
 
     @staticmethod
     def read_all(folder: Path) -> dict[str, Result]:
-        """Every journaled answer in ``folder``, live writers' too, without moving anything (a dry run's view)."""
+        """Every journaled answer in ``folder``, live writers' too, without moving anything."""
         out: dict[str, Result] = {}
         for log in folder.glob("answers-*-*.log"):
             try:
@@ -391,10 +427,8 @@ class SentLog:
     _count = itertools.count()
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"sent-{os.getpid()}-{next(self._count)}.keys"
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)  # held while this process lives: the kernel drops it at its death
+        self.path, fd = _create_locked_log(folder, "sent", "keys", self._count)
+        self._fd: int | None = fd
 
     def mark(self, key: str) -> None:
         if self._fd is not None:
