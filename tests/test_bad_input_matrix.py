@@ -395,6 +395,38 @@ def test_breaker_rules():
     assert not b.tripped and all(b.may_start() for _ in range(100))
 
 
+def test_the_preflight_goes_alone_for_at_most_a_moment():
+    """An attempt still unanswered after ``alone_s`` was not refused (a refusal comes back at once): the others
+    start; a systemic failure of that first attempt still trips at once with the preflight's message."""
+    b = _breaker(preflight=True, alone_s=0.2)
+    assert b.may_start() and not b.may_start()
+    time.sleep(0.25)
+    assert all(b.may_start() for _ in range(50))  # not refused within the moment: being generated
+    b.finished("auth", "HTTP 401: key revoked")
+    assert b.tripped and "first request" in str(b.error) and "after more than 0.2 s" in str(b.error)
+
+    b = _breaker(preflight=True, alone_s=0.2)
+    assert b.may_start()
+    time.sleep(0.25)
+    assert b.may_start()
+    b.finished("server_error", "HTTP 500")  # said nothing: probation, a few in flight until a healthy answer
+    assert sum(b.may_start() for _ in range(20)) == b.threshold - 1
+    b.finished(None)
+    assert all(b.may_start() for _ in range(50))
+
+
+def test_a_slow_healthy_endpoint_waits_a_moment_not_a_whole_answer(tmp_path):
+    """Against a teacher that takes 3 s an answer, the second request goes out about a second after the
+    preflight's, not when its answer comes back (issue 11: the limit is used from the start)."""
+    with serve(latency_s=3.0, models=["fault-model"], api_key=GOOD_KEY) as (url, stats):
+        proc, seconds = build(write_recipe(tmp_path, url, write_source(tmp_path / "rows.jsonl", 30)))
+        s = stats()
+    assert proc.returncode == 0, proc.stderr
+    first, second = sorted(s.arrivals)[:2]
+    assert 0.9 <= second - first < 2.5, s.arrivals[:5]
+    assert s.total == 30 and s.duplicates == 0
+
+
 def test_messages_mask_credentials_in_the_base_url():
     from cftdata.backends.breaker import public_address
 

@@ -7,8 +7,14 @@ API (an HTML page from a proxy, JSON without ``choices``). :class:`CircuitBreake
 
 * **preflight** (on by default in a build): the very first attempt goes alone, and if it fails
   systemically the breaker trips at once: a broken endpoint costs one call. A better answer (or a
-  429 / 5xx / timeout, which say nothing) ends the preflight. Its cost is nil: the request is a real
-  row's, answered and cached like any other (``cftdata check`` sends a separate minimal request);
+  429 / 5xx / timeout, which say nothing) ends the preflight. It goes alone for at most
+  :data:`PREFLIGHT_ALONE_S`: the refusals it exists for (a refused key, an unknown model or path, nothing
+  listening, a proxy's page) come back within a fraction of a second, while an answer being generated
+  takes seconds, so an attempt still unanswered by then lets the others start (still, if it then fails
+  systemically, the breaker trips at once). Its cost is nil: the request is a real row's, answered and
+  cached like any other (``cftdata check`` sends a separate minimal request), and the build waits at most
+  that second for it instead of one whole answer's latency (5 s with a slow teacher: 250 requests of a
+  3,000/min limit left unused);
 * **on probation** (no healthy answer yet): at most ``threshold`` attempts are in flight, and when
   ``threshold`` attempts in a row fail systemically the breaker trips (a wrong key costs 8 calls, not
   one per row);
@@ -40,6 +46,8 @@ PERMANENT = frozenset({"auth", "not_found"})
 NEUTRAL = frozenset({"rate_limited", "server_error", "timeout", "client_error", "no_result"})
 
 DEFAULT_THRESHOLD = 8
+#: Seconds the preflight attempt goes alone at most (see the module docstring).
+PREFLIGHT_ALONE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -103,12 +111,15 @@ class CircuitBreaker:
     """
 
     def __init__(self, endpoint: Endpoint, threshold: int = DEFAULT_THRESHOLD, grace_s: float = 20.0,
-                 preflight: bool = False) -> None:
+                 preflight: bool = False, alone_s: float = PREFLIGHT_ALONE_S) -> None:
         self.endpoint = endpoint
         self.threshold = threshold
         self.grace_s = grace_s
         #: The first attempt has not ended yet (it goes alone, and a systemic failure of it trips at once).
         self.preflight = preflight
+        self.alone_s = alone_s
+        self._alone_until: float | None = None  # when the preflight attempt stops going alone
+        self._started = 0  # attempts started through may_start
         self._lock = threading.Lock()
         self.healthy = 0
         self.systemic = 0
@@ -133,15 +144,27 @@ class CircuitBreaker:
             raise self.error
 
     def may_start(self) -> bool:
-        """Whether a new attempt may start now: always once the endpoint answered well; before that, at most
-        ``threshold`` in flight (so a wrong key costs a handful of calls, whatever the concurrency)."""
+        """Whether a new attempt may start now: always once the endpoint answered well; during the preflight,
+        the first alone (for at most ``alone_s``); after a preflight that said nothing, at most ``threshold``
+        in flight until an answer is healthy (so a wrong key costs a handful of calls, whatever the
+        concurrency)."""
         self.check()
         with self._lock:
-            limit = 1 if self.preflight else self.threshold
-            if not (self.enabled or self.preflight) or self.healthy or self.in_flight < limit:
+            if not (self.enabled or self.preflight) or self.healthy:
+                allowed = True
+            elif self.preflight:
+                now = time.monotonic()
+                if self._alone_until is None:
+                    self._alone_until = now + self.alone_s  # this is the preflight attempt
+                    allowed = True
+                else:
+                    allowed = now >= self._alone_until  # still unanswered: not refused, being generated
+            else:
+                allowed = self.in_flight < self.threshold
+            if allowed:
                 self.in_flight += 1
-                return True
-            return False
+                self._started += 1
+            return allowed
 
     def finished(self, kind: str | None, detail: str = "") -> None:
         """An attempt started with :meth:`may_start` ended: ``kind`` None for a healthy answer."""
@@ -166,10 +189,15 @@ class CircuitBreaker:
             if self.error is None and self.preflight:
                 self.preflight = False
                 if kind in SYSTEMIC:
+                    alone = self._started <= 1  # nobody started after it: it failed within its moment alone
                     self.error = EndpointError(endpoint_message(
-                        self.endpoint, kind, detail, "The first request (the preflight: sent alone, before any "
-                        "other row) failed, so the build stopped after that one call (nothing was rejected; fix "
-                        "the cause and rerun the same command)"))
+                        self.endpoint, kind, detail,
+                        "The first request (the preflight: sent alone, before any other row) failed, so the build "
+                        "stopped after that one call (nothing was rejected; fix the cause and rerun the same "
+                        "command)" if alone else
+                        f"The first request (the preflight) failed after more than {self.alone_s:g} s, while "
+                        "other rows had started, so the build stopped (nothing was rejected; fix the cause and "
+                        "rerun the same command)"))
                     return
             if self.error is None and self.enabled:
                 if kind not in SYSTEMIC:

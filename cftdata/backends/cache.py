@@ -24,6 +24,7 @@ in :attr:`RequestCache.resent`, so a resumed build can say what the interruption
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import fcntl
 import itertools
@@ -249,10 +250,8 @@ def _flush_open_caches() -> None:
     """At a normal exit, close the caches left open: what they journaled moves into SQLite and their journals go
     (a kill leaves the journal instead, for the next run)."""
     for cache in list(_OPEN):
-        try:
+        with contextlib.suppress(Exception):  # the journal still holds the answers: the next run moves them
             cache.close()
-        except Exception:  # noqa: BLE001 - the journal still holds the answers: the next run moves them
-            pass
 
 
 def _create_locked_log(folder: Path, prefix: str, ext: str, counter: itertools.count) -> tuple[Path, int]:
