@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cftdata import killpoints
@@ -173,13 +173,7 @@ class RequestCache:
             if not self._own:
                 return
             own = self._own
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(_INSERT, own)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            _write_many(self._db, _INSERT, own)
             self._own = []
             self._last_flush = time.monotonic()
             if self._journal is not None:
@@ -292,35 +286,68 @@ def _create_locked_log(folder: Path, prefix: str, ext: str, counter: itertools.c
         staging.unlink(missing_ok=True)
 
 
-class AnswerJournal:
-    """One writer's answers not yet moved into SQLite: ``answers-<pid>-<n>.log``, a line per answer
-    (``[key, namespace, model, created]`` as JSON, a tab, the answer's JSON), appended with ``os.write`` on an
-    ``O_APPEND`` file (it survives kill -9, not a power loss) and emptied after each move into SQLite. The
-    writer holds an exclusive ``flock`` on it while it lives, so a journal whose lock is free was left by a
-    run that is gone: :meth:`import_dead` moves it into SQLite and removes it."""
+class _LockedLog:
+    """An append-only file of one live writer, ``<PREFIX>-<pid>-<n>.<EXT>`` in a cache folder, written with
+    ``os.write`` on an ``O_APPEND`` file (it survives kill -9, not a power loss). The writer holds an exclusive
+    ``flock`` on it while it lives, so a log whose lock is free was left by a run that is gone."""
 
+    PREFIX = ""
+    EXT = ""
     _count = itertools.count()
 
     def __init__(self, folder: Path) -> None:
-        self.path, fd = _create_locked_log(folder, "answers", "log", self._count)
+        self.path, fd = _create_locked_log(folder, self.PREFIX, self.EXT, self._count)
         self._fd: int | None = fd
+
+    def _append(self, data: bytes) -> None:
+        if self._fd is not None:
+            os.write(self._fd, data)
+
+    def close(self) -> None:
+        """The run ends normally: the log goes."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self.path.unlink(missing_ok=True)
+
+    @classmethod
+    def _left_by_dead_runs(cls, folder: Path) -> Iterator[str]:
+        """The text of each log in ``folder`` whose writer is gone; a log is removed once the consumer asks for
+        the next one (so one that raised while handling its text stays for the next run)."""
+        for log in folder.glob(f"{cls.PREFIX}-*-*.{cls.EXT}"):
+            try:
+                fd = os.open(log, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    with os.fdopen(os.dup(fd), errors="replace") as f:
+                        text = f.read()
+                except OSError:
+                    continue  # a live run's log (or unreadable)
+                yield text
+                log.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+
+
+class AnswerJournal(_LockedLog):
+    """One writer's answers not yet moved into SQLite: ``answers-<pid>-<n>.log``, a line per answer
+    (``[key, namespace, model, created]`` as JSON, a tab, the answer's JSON), emptied after each move into
+    SQLite; :meth:`import_dead` moves the journals of runs that are gone into SQLite and removes them."""
+
+    PREFIX, EXT = "answers", "log"
 
     def append(self, entry: tuple[str, str, str, str, float]) -> None:
         key, namespace, model, blob, created = entry
-        if self._fd is not None:
-            head = json.dumps([key, namespace, model, created], ensure_ascii=False)
-            os.write(self._fd, f"{head}\t{blob}\n".encode())
+        head = json.dumps([key, namespace, model, created], ensure_ascii=False)
+        self._append(f"{head}\t{blob}\n".encode())
 
     def clear(self) -> None:
         """Everything in it is in SQLite now."""
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            self.path.unlink(missing_ok=True)
 
     @staticmethod
     def parse(text: str) -> list[tuple[str, str, str, str, float]]:
@@ -338,49 +365,46 @@ class AnswerJournal:
             entries.append((str(key), str(namespace), str(model), blob, float(created)))
         return entries
 
-    @staticmethod
-    def read_all(folder: Path) -> dict[str, Result]:
-        """Every journaled answer in ``folder``, live writers' too, without moving anything."""
-        out: dict[str, Result] = {}
-        for log in folder.glob("answers-*-*.log"):
+    @classmethod
+    def entries_in(cls, folder: Path) -> Iterator[tuple[str, str, str, str, float]]:
+        """Every journaled entry in ``folder``, live writers' too, without moving anything."""
+        for log in folder.glob(f"{cls.PREFIX}-*-*.{cls.EXT}") if folder.is_dir() else ():
             try:
                 text = log.read_text(errors="replace")
             except OSError:
                 continue
-            for key, _, _, blob, _ in AnswerJournal.parse(text):
-                out.setdefault(key, Result.from_json(blob))
+            yield from cls.parse(text)
+
+    @classmethod
+    def read_all(cls, folder: Path) -> dict[str, Result]:
+        """Every journaled answer in ``folder``, live writers' too, without moving anything."""
+        out: dict[str, Result] = {}
+        for key, _, _, blob, _ in cls.entries_in(folder):
+            if key not in out:
+                out[key] = Result.from_json(blob)
         return out
 
-    @staticmethod
-    def import_dead(folder: Path, db: sqlite3.Connection) -> int:
+    @classmethod
+    def import_dead(cls, folder: Path, db: sqlite3.Connection) -> int:
         """Move the journals of runs that are gone (their lock is free) into SQLite; how many answers."""
         moved = 0
-        for log in folder.glob("answers-*-*.log"):
-            try:
-                fd = os.open(log, os.O_RDWR)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue  # a live writer's journal
-            try:
-                with os.fdopen(os.dup(fd), errors="replace") as f:
-                    entries = AnswerJournal.parse(f.read())
-                if entries:
-                    db.execute("BEGIN IMMEDIATE")
-                    try:
-                        db.executemany(_IMPORT, entries)
-                        db.execute("COMMIT")
-                    except BaseException:
-                        db.execute("ROLLBACK")
-                        raise
-                moved += len(entries)
-                log.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
+        for text in cls._left_by_dead_runs(folder):
+            entries = cls.parse(text)
+            if entries:
+                _write_many(db, _IMPORT, entries)
+            moved += len(entries)
         return moved
+
+
+def _write_many(db: sqlite3.Connection, sql: str, rows: list[tuple[str, str, str, str, float]]) -> None:
+    """``rows`` through ``sql`` in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(sql, rows)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def count_answers(folder: str | Path) -> dict[str, int]:
@@ -390,13 +414,8 @@ def count_answers(folder: str | Path) -> dict[str, int]:
     db_path = folder / "requests.sqlite"
     by_model: dict[str, int] = {}
     journaled: dict[str, str] = {}
-    for log in folder.glob("answers-*-*.log") if folder.is_dir() else ():
-        try:
-            text = log.read_text(errors="replace")
-        except OSError:
-            continue
-        for key, _, model, _, _ in AnswerJournal.parse(text):
-            journaled.setdefault(key, model)
+    for key, _, model, _, _ in AnswerJournal.entries_in(folder):
+        journaled.setdefault(key, model)
     if db_path.is_file():
         db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
@@ -418,43 +437,19 @@ def count_answers(folder: str | Path) -> dict[str, int]:
     return by_model
 
 
-class SentLog:
+class SentLog(_LockedLog):
     """Keys of the requests one run sent, appended as they go out (``sent-<pid>-<n>.keys``); removed by
-    :meth:`close`, so only a run that died leaves one. Written with ``os.write`` on an ``O_APPEND`` file: it
-    survives the process (kill -9), not a power loss, which is all a count of lost requests needs."""
+    :meth:`close`, so only a run that died leaves one (all a count of lost requests needs)."""
 
-    _count = itertools.count()
-
-    def __init__(self, folder: Path) -> None:
-        self.path, fd = _create_locked_log(folder, "sent", "keys", self._count)
-        self._fd: int | None = fd
+    PREFIX, EXT = "sent", "keys"
 
     def mark(self, key: str) -> None:
-        if self._fd is not None:
-            os.write(self._fd, (key + "\n").encode())
+        self._append((key + "\n").encode())
 
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            self.path.unlink(missing_ok=True)
-
-    @staticmethod
-    def left_by_dead_runs(folder: Path) -> set[str]:
-        """The keys in logs whose writer is gone (its lock is free; read, then removed: counted once)."""
+    @classmethod
+    def left_by_dead_runs(cls, folder: Path) -> set[str]:
+        """The keys in logs whose writer is gone (read, then removed: counted once)."""
         keys: set[str] = set()
-        for log in folder.glob("sent-*-*.keys"):
-            try:
-                fd = os.open(log, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                with os.fdopen(os.dup(fd)) as f:
-                    keys.update(k for k in f.read().split() if k)
-                log.unlink(missing_ok=True)
-            except OSError:
-                continue  # a live run's log (or unreadable)
-            finally:
-                os.close(fd)
+        for text in cls._left_by_dead_runs(folder):
+            keys.update(k for k in text.split() if k)
         return keys
